@@ -1,0 +1,1 @@
+from vis4mer._logging import logger  # noqa: F401
