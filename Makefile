@@ -1,0 +1,33 @@
+# Every target that runs project code depends on `setup`, which is idempotent
+# (scripts/setup.sh skips all pip work when the pins have not changed).
+SHELL := bash
+PY := .venv/bin/python
+SNAKEMAKE := .venv/bin/snakemake
+PYTEST_TIMEOUT := 600
+
+.PHONY: setup test demo bench bench-gpu lint cuda clean
+
+setup:
+	bash scripts/setup.sh
+
+test: setup
+	$(PY) -m pytest -q --timeout=$(PYTEST_TIMEOUT)
+
+demo: setup
+	$(SNAKEMAKE) --cores 2 --configfile config/demo.yaml results/demo/all.json
+
+bench: setup
+	$(PY) bench/run_cpu.py
+
+bench-gpu: setup
+	$(PY) bench/run_gpu.py
+
+lint: setup
+	$(SNAKEMAKE) --lint
+
+cuda: setup
+	$(PY) -m vis4mer.kernels.cauchy_cuda --build
+
+clean:
+	find results -mindepth 1 -maxdepth 1 ! -name .gitkeep -exec rm -rf {} +
+	rm -rf .snakemake
