@@ -1,1 +1,8 @@
-from vis4mer._logging import logger  # noqa: F401
+"""vis4mer: ViS4mer (ECCV 2022) long-range video classification with S4, as a library and a pipeline."""
+
+from vis4mer._logging import logger
+from vis4mer.model import MeanPoolBaseline, TransformerBaseline, ViS4mer, build_model
+from vis4mer.optim import build_optimizer
+from vis4mer.s4 import S4
+
+__all__ = ["S4", "MeanPoolBaseline", "TransformerBaseline", "ViS4mer", "build_model", "build_optimizer", "logger"]
