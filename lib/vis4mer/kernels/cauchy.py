@@ -107,7 +107,8 @@ class KeopsCauchy:
             variables_bwd, reduction_op="Sum", axis=1,
         )
         self._grad_w = Genred(
-            "ComplexDivide(g, Conj(ComplexSquare(z - w))) + ComplexDivide(Conj(g), ComplexSquare(z - Conj(w)))",
+            "ComplexDivide(g, Conj(ComplexMult(z - w, z - w)))"
+            " + ComplexDivide(Conj(g), ComplexMult(z - Conj(w), z - Conj(w)))",
             variables_bwd, reduction_op="Sum", axis=1,
         )
 

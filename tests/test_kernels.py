@@ -1,0 +1,130 @@
+"""The Cauchy sum (every backend against the definition), HiPPO-LegS and backend selection."""
+
+import logging
+import math
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from vis4mer.hippo import hippo_legs, nplr_legs
+from vis4mer.kernels import cauchy_conj, cauchy_conj_dense, select_cauchy_backend
+from vis4mer.kernels.cauchy import TorchCauchy
+
+
+def _inputs(n_num, batch, poles, length, dtype=torch.complex128):
+    real = torch.float64 if dtype == torch.complex128 else torch.float32
+    v = torch.randn(n_num, batch, poles, dtype=dtype)
+    # poles outside the unit circle (the S4 regime) and in the left half plane
+    radius = 1 + 0.5 * torch.rand(batch, poles, dtype=real)
+    w = radius * torch.exp(1j * 2 * math.pi * torch.rand(batch, poles, dtype=real))
+    w[:, : poles // 2] = -torch.rand(batch, poles // 2, dtype=real) + 1j * torch.randn(batch, poles // 2, dtype=real)
+    z = torch.exp(-2j * math.pi * torch.arange(length // 2 + 1, dtype=real) / length)
+    return v, z.to(dtype), w.to(dtype)
+
+
+def _rel(a, b):
+    return ((a - b).norm() / b.norm()).item()
+
+
+def test_nplr_reconstructs_hippo_legs():
+    nplr = nplr_legs(64)
+    a, b = hippo_legs(64)
+    v = torch.cat([nplr.eigenvectors, nplr.eigenvectors.conj()], dim=1)
+    lam = torch.cat([nplr.eigenvalues, nplr.eigenvalues.conj()])
+    p = torch.cat([nplr.low_rank[0], nplr.low_rank[0].conj()])
+    b_tilde = torch.cat([nplr.input_matrix, nplr.input_matrix.conj()])
+    a_rebuilt = v @ (torch.diag(lam) - p[:, None] * p.conj()[None, :]) @ v.conj().T
+    assert torch.allclose(a_rebuilt, a.to(torch.complex128), atol=1e-10)
+    assert torch.allclose(v @ b_tilde, b.to(torch.complex128), atol=1e-10)
+    assert torch.all(nplr.eigenvalues.real < 0) and torch.all(nplr.eigenvalues.imag > 0)
+
+
+@pytest.mark.parametrize("shape", [(4, 3, 8, 16), (4, 2, 5, 15), (1, 1, 1, 2)])
+def test_torch_reference_matches_definition_and_autograd(shape):
+    v, z, w = _inputs(*shape)
+    v.requires_grad_(), w.requires_grad_()
+    backend = TorchCauchy(chunk_elements=7)  # force many chunks
+    r = cauchy_conj(v, z, w, backend)
+    r_dense = cauchy_conj_dense(v, z, w)
+    assert _rel(r, r_dense) < 1e-12
+    upstream = torch.randn_like(r)
+    grads = torch.autograd.grad((r * upstream.conj()).real.sum(), (v, w))
+    grads_dense = torch.autograd.grad((r_dense * upstream.conj()).real.sum(), (v, w))
+    for ours, truth in zip(grads, grads_dense):
+        assert _rel(ours, truth) < 1e-12
+
+
+def test_torch_reference_passes_gradcheck():
+    v, z, w = _inputs(2, 2, 4, 9)
+    v.requires_grad_(), w.requires_grad_()
+    assert torch.autograd.gradcheck(lambda v_, w_: cauchy_conj(v_, z, w_, TorchCauchy()), (v, w))
+
+
+def test_chunking_does_not_change_results_in_float32():
+    v, z, w = _inputs(4, 16, 32, 1001, dtype=torch.complex64)
+    whole = cauchy_conj(v, z, w, TorchCauchy(chunk_elements=1 << 30))
+    chunked = cauchy_conj(v, z, w, TorchCauchy(chunk_elements=16 * 32 * 10))
+    assert whole.shape == chunked.shape == (4, 16, 501)
+    assert _rel(chunked, whole) < 1e-6
+
+
+@pytest.mark.slow
+def test_keops_matches_torch_reference():
+    pytest.importorskip("pykeops")
+    v, z, w = _inputs(4, 3, 32, 257, dtype=torch.complex64)
+    v.requires_grad_(), w.requires_grad_()
+    keops = select_cauchy_backend("keops", torch.device("cpu"), torch.complex64)
+    results = {}
+    for name, backend in {"keops": keops, "torch": TorchCauchy()}.items():
+        r = cauchy_conj(v, z, w, backend)
+        upstream = torch.ones_like(r) * (0.3 - 0.7j)
+        results[name] = (r, *torch.autograd.grad((r * upstream.conj()).real.sum(), (v, w)))
+    for ours, ref in zip(results["keops"], results["torch"]):
+        assert _rel(ours, ref) < 1e-5
+
+
+def test_auto_on_cpu_chooses_torch_and_says_why(caplog):
+    from vis4mer import _logging
+
+    _logging._already_logged.clear()
+    with caplog.at_level(logging.INFO, logger="vis4mer"):
+        backend = select_cauchy_backend("auto", torch.device("cpu"), torch.complex64)
+        select_cauchy_backend("auto", torch.device("cpu"), torch.complex64)
+    assert backend.name == "torch"
+    messages = [r.getMessage() for r in caplog.records if "Cauchy kernel" in r.getMessage()]
+    assert len(messages) == 1 and "cpu tensors" in messages[0]
+
+
+def test_explicit_unavailable_backend_raises_with_reason():
+    from vis4mer.kernels import BackendUnavailable
+
+    with pytest.raises(BackendUnavailable, match="CUDA tensors"):
+        select_cauchy_backend("cuda", torch.device("cpu"), torch.complex64)
+    with pytest.raises(ValueError, match="unknown kernel backend 'fast'"):
+        select_cauchy_backend("fast", torch.device("cpu"), torch.complex64)
+
+
+def test_cauchy_rejects_mismatched_shapes():
+    v, z, w = _inputs(4, 3, 8, 16)
+    with pytest.raises(ValueError, match="v \\[K,B,M\\]"):
+        cauchy_conj(v, z, w[:, :4], TorchCauchy())
+
+
+PEAK_MEMORY_SCRIPT = """
+import resource, torch
+from vis4mer.s4 import NPLRKernel
+kernel = NPLRKernel(1024, l_max=11820)  # the paper's first LVU layer
+kernel(11820).square().sum().backward()
+assert all(torch.isfinite(p.grad).all() for p in kernel.parameters())
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+"""
+
+
+@pytest.mark.slow
+def test_lvu_first_layer_kernel_fits_in_a_few_gb():
+    """H=1024, L=11820: the unchunked [4, H, L/2, N/2] tensor alone would be 6.2 GB."""
+    out = subprocess.run([sys.executable, "-c", PEAK_MEMORY_SCRIPT], capture_output=True, text=True, check=True)
+    peak_gib = int(out.stdout.split()[-1]) / 2**20
+    assert peak_gib < 3.0, f"peak RSS {peak_gib:.2f} GiB"
