@@ -1,0 +1,9 @@
+"""`make bench`: the CPU-sized benchmarks (results in bench/results/*_cpu.json)."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+for script in ["bench_model.py"]:
+    subprocess.run([sys.executable, str(HERE / script), "--preset", "cpu"], check=True)
