@@ -1,0 +1,393 @@
+"""Training of one (dataset, task, model) run on stored features.
+
+The recipe follows the paper (ViS4mer, ECCV 2022) and its reference code:
+
+* AdamW, lr 1e-3, weight decay 0.01, with the S4 parameters in their own group
+  (:func:`vis4mer.build_optimizer`);
+* ReduceLROnPlateau on the validation metric (``max`` for accuracy, ``min`` for MSE);
+* every step sees one RANDOM window of ``window_frames`` frames of each clip (see
+  :mod:`vis4mer.datasets`; shorter clips are zero-padded at the end);
+* validation and model selection use the video-level evaluation of
+  :mod:`vis4mer.evaluation` (all windows at a stride), and the checkpoint with the
+  best validation metric is kept as ``best``, the latest as ``last``.
+
+Non-finite steps: a batch whose loss (or gradient norm) is NaN/inf is skipped, the
+parameters are not updated, and the skip is counted (``n_nonfinite_skipped`` per
+epoch in the log). More than ``max_consecutive_nonfinite`` skips in a row stop the
+run with :class:`NonFiniteLossError`, which names the run; the checkpoints written
+so far are left in place.
+
+Checkpoints are plain dicts (tensors, numbers, strings, lists, dicts) so they load
+with ``torch.load(weights_only=True)``; they carry everything needed to rebuild the
+model and read features for it (:func:`load_checkpoint`).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+import math
+import random
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+
+from vis4mer import atomic
+from vis4mer.datasets import FeatureStore, RandomWindowDataset, describe_labels, tokens_per_frame
+from vis4mer.evaluation import metric_for, predict_videos, score
+from vis4mer.splits import SplitRow
+
+logger = logging.getLogger("vis4mer.training")
+
+CHECKPOINT_FORMAT = "vis4mer-checkpoint-1"
+LOG_COLUMNS = ("epoch", "train_loss", "val_metric", "lr", "n_nonfinite_skipped", "n_padded", "seconds")
+
+
+class NonFiniteLossError(RuntimeError):
+    """Too many consecutive training steps had a non-finite loss or gradient."""
+
+
+@dataclass
+class TrainSettings:
+    """Hyper-parameters of one run (config key ``training``)."""
+
+    window_frames: int = 60
+    tokens: str = "all"  # all | cls
+    batch_size: int = 16
+    epochs: int = 100
+    lr: float = 1e-3
+    weight_decay: float = 0.01
+    lr_factor: float = 0.2
+    lr_patience: int = 1
+    max_consecutive_nonfinite: int = 20
+    grad_clip: float | None = None
+    val_stride_frames: int = 1
+    eval_batch_size: int = 32
+    num_workers: int = 0
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    progress: bool = True
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> TrainSettings:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"unknown training settings {unknown}; known: {sorted(known)}")
+        return cls(**values)
+
+
+@dataclass
+class ModelSpec:
+    """Which model and its size (config key ``models.<name>``)."""
+
+    arch: str  # vis4mer | transformer | meanpool (vis4mer.build_model names)
+    d_model: int
+    n_layers: int
+    dropout: float = 0.0
+    kwargs: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class TrainOutputs:
+    best: Path
+    last: Path
+    log: Path
+    curve: Path
+
+    def __post_init__(self):
+        for name in ("best", "last", "log", "curve"):
+            setattr(self, name, Path(getattr(self, name)))
+
+
+@dataclass
+class TrainResult:
+    best_epoch: int
+    best_val_metric: float
+    epochs_run: int
+    log: list[dict[str, Any]]
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)  # also seeds every CUDA device
+
+
+def _default_factory(arch: str, **kwargs) -> torch.nn.Module:
+    import vis4mer
+
+    return vis4mer.build_model(arch, **kwargs)
+
+
+def _build_optimizer(model: torch.nn.Module, lr: float, weight_decay: float) -> torch.optim.Optimizer:
+    import vis4mer
+
+    return vis4mer.build_optimizer(model, lr=lr, weight_decay=weight_decay)
+
+
+def train_model(
+    *,
+    run_name: str,
+    task_type: str,
+    feature_shards: Sequence[Path | str],
+    train_rows: Sequence[SplitRow],
+    val_rows: Sequence[SplitRow],
+    model_spec: ModelSpec,
+    settings: TrainSettings,
+    outputs: TrainOutputs,
+    label_rows: Sequence[Sequence[SplitRow]] = (),
+    model_factory: Callable[..., torch.nn.Module] | None = None,
+    extra_metadata: dict[str, Any] | None = None,
+) -> TrainResult:
+    """Train one run; write ``best``/``last`` checkpoints, the CSV log and the curve PNG.
+
+    `label_rows`: extra split rows (e.g. the test split) consulted only for the set of
+    classes and their names, so a class absent from train/val still gets an output.
+    `model_factory(arch, d_input=, l_max=, d_output=, d_model=, n_layers=, dropout=, **kwargs)`
+    defaults to :func:`vis4mer.build_model`.
+    """
+    metric_name, mode = metric_for(task_type)
+    device = resolve_device(settings.device)
+    logger.info("run %s: device %s%s", run_name, device, f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else "")
+    seed_everything(settings.seed)
+
+    store = FeatureStore(feature_shards)
+    train_present, train_missing = store.partition(train_rows)
+    val_present, val_missing = store.partition(val_rows)
+    for split, missing, total in (("train", train_missing, len(train_rows)), ("val", val_missing, len(val_rows))):
+        if missing:
+            logger.warning("run %s: %d of %d %s rows have no features and are left out: %s", run_name, len(missing), total, split, sorted(missing)[:20])
+    if not train_present:
+        raise ValueError(f"run {run_name}: none of the {len(train_rows)} training rows has features")
+    if not val_present:
+        raise ValueError(f"run {run_name}: none of the {len(val_rows)} validation rows has features")
+    d_output, label_names = describe_labels(task_type, train_rows, val_rows, *label_rows)
+
+    n_tokens = tokens_per_frame(store.n_tokens, settings.tokens)
+    model_kwargs = {
+        "d_input": store.dim,
+        "l_max": settings.window_frames * n_tokens,
+        "d_output": d_output,
+        "d_model": model_spec.d_model,
+        "n_layers": model_spec.n_layers,
+        "dropout": model_spec.dropout,
+        **model_spec.kwargs,
+    }
+    model = (model_factory or _default_factory)(model_spec.arch, **model_kwargs).to(device)
+    n_params = sum(p.numel() for p in model.parameters())
+    logger.info(
+        "run %s: %s with %s parameters; sequence %d frames x %d tokens = %d, dim %d; %d train / %d val clips; %s",
+        run_name, model_spec.arch, f"{n_params:,}", settings.window_frames, n_tokens, model_kwargs["l_max"],
+        store.dim, len(train_present), len(val_present), "classes " + ", ".join(label_names) if label_names else "regression",
+    )
+    optimizer = _build_optimizer(model, settings.lr, settings.weight_decay)
+    scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
+        optimizer, mode=mode, factor=settings.lr_factor, patience=settings.lr_patience
+    )
+    criterion = torch.nn.CrossEntropyLoss() if task_type == "classification" else torch.nn.MSELoss()
+
+    dataset = RandomWindowDataset(store, train_present, settings.window_frames, settings.tokens, task_type, settings.seed)
+    loader = DataLoader(
+        dataset,
+        batch_size=settings.batch_size,
+        shuffle=True,
+        generator=torch.Generator().manual_seed(settings.seed),
+        num_workers=settings.num_workers,
+        pin_memory=device.type == "cuda",
+        persistent_workers=settings.num_workers > 0,
+    )
+
+    metadata = {
+        "format": CHECKPOINT_FORMAT,
+        "run": run_name,
+        "model": {"arch": model_spec.arch, "kwargs": model_kwargs},
+        "task": {"type": task_type, "label_names": label_names, "metric": metric_name, "mode": mode},
+        "features": {**store.attrs, "n_tokens": store.n_tokens, "dim": store.dim},
+        "window_frames": settings.window_frames,
+        "tokens": settings.tokens,
+        "training": asdict(settings),
+        "versions": {"torch": str(torch.__version__), "vis4mer": _vis4mer_version()},
+        **(extra_metadata or {}),
+    }
+    _check_plain(metadata)
+
+    log: list[dict[str, Any]] = []
+    best_metric, best_epoch = math.nan, 0
+    consecutive_nonfinite = 0
+    parameters = [p for p in model.parameters() if p.requires_grad]
+    max_norm = settings.grad_clip if settings.grad_clip else math.inf
+
+    for epoch in range(1, settings.epochs + 1):
+        started = time.perf_counter()
+        dataset.set_epoch(epoch)
+        model.train()
+        loss_sum, n_steps, n_skipped, n_padded = 0.0, 0, 0, 0
+        bar = tqdm(loader, desc=f"{run_name} epoch {epoch}/{settings.epochs}", disable=not settings.progress, mininterval=2.0)
+        for step, (x, y, padded) in enumerate(bar, start=1):
+            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+            n_padded += int(padded.sum())
+            optimizer.zero_grad(set_to_none=True)
+            output = model(x)
+            loss = criterion(output[:, 0] if task_type == "regression" else output, y)
+            finite = bool(torch.isfinite(loss))
+            if finite:
+                loss.backward()
+                grad_norm = torch.nn.utils.clip_grad_norm_(parameters, max_norm)
+                finite = bool(torch.isfinite(grad_norm))
+            if not finite:
+                optimizer.zero_grad(set_to_none=True)
+                n_skipped += 1
+                consecutive_nonfinite += 1
+                logger.warning("run %s: epoch %d step %d: non-finite loss/gradient (%s), step skipped", run_name, epoch, step, _fmt(loss))
+                if consecutive_nonfinite > settings.max_consecutive_nonfinite:
+                    kept = (
+                        f"last good checkpoints kept: {outputs.best} (epoch {best_epoch}), {outputs.last}"
+                        if best_epoch
+                        else "no checkpoint had been written yet"
+                    )
+                    raise NonFiniteLossError(
+                        f"training run {run_name} stopped: {consecutive_nonfinite} consecutive steps with a "
+                        f"non-finite loss or gradient (max_consecutive_nonfinite={settings.max_consecutive_nonfinite}) "
+                        f"at epoch {epoch}, step {step}; {kept}. Lower the learning rate, set training.grad_clip, "
+                        "or check the features for NaN/inf."
+                    )
+                continue
+            optimizer.step()
+            consecutive_nonfinite = 0
+            loss_sum += float(loss.detach())
+            n_steps += 1
+            bar.set_postfix(loss=f"{loss_sum / n_steps:.4f}", refresh=False)
+        bar.close()
+
+        predictions, _ = predict_videos(
+            model, store, val_present,
+            window_frames=settings.window_frames, tokens=settings.tokens, stride_frames=settings.val_stride_frames,
+            batch_size=settings.eval_batch_size, device=device, task_type=task_type,
+        )
+        val_metric = score(predictions, val_present, task_type)
+        scheduler.step(val_metric)
+        row = {
+            "epoch": epoch,
+            "train_loss": loss_sum / n_steps if n_steps else math.nan,
+            "val_metric": val_metric,
+            "lr": optimizer.param_groups[0]["lr"],
+            "n_nonfinite_skipped": n_skipped,
+            "n_padded": n_padded,
+            "seconds": round(time.perf_counter() - started, 3),
+        }
+        log.append(row)
+        improved = _better(val_metric, best_metric, mode)
+        if improved:
+            best_metric, best_epoch = val_metric, epoch
+        logger.info(
+            "run %s: epoch %d train_loss %.4f val_%s %.4f lr %.2e skipped %d padded %d (%.1fs)%s",
+            run_name, epoch, row["train_loss"], metric_name, val_metric, row["lr"], n_skipped, n_padded,
+            row["seconds"], " *best*" if improved else "",
+        )
+        state = {
+            **metadata,
+            "epoch": epoch,
+            "val_metric": _json_float(val_metric),
+            "best_epoch": best_epoch,
+            "best_val_metric": _json_float(best_metric),
+            "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        }
+        if improved:
+            atomic.torch_save(state, outputs.best)
+        atomic.torch_save(
+            {**state, "optimizer_state": optimizer.state_dict(), "scheduler_state": scheduler.state_dict(), "train_log": log},
+            outputs.last,
+        )
+        write_log_csv(log, outputs.log)
+
+    if not outputs.best.exists():  # every epoch had a NaN metric: keep the last model as best
+        atomic.torch_save(torch.load(outputs.last, map_location="cpu", weights_only=True), outputs.best)
+    from vis4mer.plotting import plot_train_curve
+
+    plot_train_curve(log, outputs.curve, title=run_name, metric=metric_name)
+    store.close()
+    return TrainResult(best_epoch, best_metric, len(log), log)
+
+
+def _better(value: float, best: float, mode: str) -> bool:
+    if math.isnan(value):
+        return False
+    if math.isnan(best):
+        return True
+    return value > best if mode == "max" else value < best
+
+
+def _fmt(loss: torch.Tensor) -> str:
+    value = float(loss.detach())
+    return f"loss {value}" if not math.isfinite(value) else "gradient norm not finite"
+
+
+def _json_float(value: float) -> float | None:
+    return None if math.isnan(value) else float(value)
+
+
+def _vis4mer_version() -> str:
+    try:
+        from importlib.metadata import version
+
+        return version("vis4mer")
+    except Exception:
+        return "unknown"
+
+
+def _check_plain(value: Any, where: str = "checkpoint") -> None:
+    """Refuse values torch.load(weights_only=True) would reject (e.g. numpy scalars, Paths)."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise TypeError(f"{where}: key {key!r} is not a string")
+            _check_plain(item, f"{where}.{key}")
+    elif isinstance(value, (list, tuple)):
+        for index, item in enumerate(value):
+            _check_plain(item, f"{where}[{index}]")
+    elif not (value is None or type(value) in (str, int, float, bool) or isinstance(value, torch.Tensor)):
+        raise TypeError(f"{where}: {type(value).__name__} value {value!r} is not checkpoint-safe")
+
+
+def write_log_csv(log: Sequence[dict[str, Any]], path) -> None:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=LOG_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    for row in log:
+        writer.writerow({key: row[key] for key in LOG_COLUMNS})
+    atomic.write_text(path, buffer.getvalue())
+
+
+def read_log_csv(path) -> list[dict[str, Any]]:
+    with open(path, newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    ints = {"epoch", "n_nonfinite_skipped", "n_padded"}
+    return [{k: int(v) if k in ints else float(v) for k, v in row.items()} for row in rows]
+
+
+def load_checkpoint(
+    path, device: str | torch.device = "cpu", model_factory: Callable[..., torch.nn.Module] | None = None
+) -> tuple[torch.nn.Module, dict[str, Any]]:
+    """Rebuild the model of a checkpoint (eval mode, on `device`) and return it with the dict."""
+    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    if checkpoint.get("format") != CHECKPOINT_FORMAT:
+        raise ValueError(f"{path} is not a vis4mer training checkpoint (format {checkpoint.get('format')!r})")
+    spec = checkpoint["model"]
+    model = (model_factory or _default_factory)(spec["arch"], **spec["kwargs"])
+    model.load_state_dict(checkpoint["state_dict"])
+    model.to(device).eval()
+    return model, checkpoint
