@@ -5,5 +5,5 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-for script in ["bench_model.py"]:
+for script in ["bench_model.py", "bench_cauchy.py"]:
     subprocess.run([sys.executable, str(HERE / script), "--preset", "cpu"], check=True)

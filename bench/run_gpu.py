@@ -9,5 +9,5 @@ import torch
 if not torch.cuda.is_available():
     sys.exit("make bench-gpu needs a CUDA device; none is visible (torch.cuda.is_available() is False)")
 HERE = Path(__file__).resolve().parent
-for script in ["bench_model.py"]:
+for script in ["bench_model.py", "bench_cauchy.py"]:
     subprocess.run([sys.executable, str(HERE / script), "--preset", "lvu"], check=True)
