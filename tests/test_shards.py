@@ -1,0 +1,92 @@
+"""Shard files: atomic writes, the manifest, and refusing incomplete files."""
+
+import h5py
+import numpy as np
+import pytest
+
+from vis4mer.shards import (
+    IncompleteShardError,
+    ShardWriter,
+    is_complete,
+    open_shard,
+    read_manifest,
+    shard_groups,
+)
+
+
+def test_shard_groups_sorts_deduplicates_and_chunks():
+    assert shard_groups(["c", "a", "b", "a", "d"], 2) == [["a", "b"], ["c", "d"]]
+    assert shard_groups(["b", "a", "c"], 2) == [["a", "b"], ["c"]]
+    assert shard_groups([], 3) == []
+    with pytest.raises(ValueError):
+        shard_groups(["a"], 0)
+
+
+def test_write_then_read(tmp_path):
+    path = tmp_path / "shard.h5"
+    frames = np.arange(2 * 4 * 4 * 3, dtype=np.uint8).reshape(2, 4, 4, 3)  # [T, S, S, 3]
+    with ShardWriter(path, "frames", attrs={"fps": 1.0}) as shard:
+        shard.add("vid_a", frames, n_frames=np.int64(2), source_video="a.mp4")
+        shard.skip("vid_b", "decoder said no", source_video="b.mp4")
+    assert is_complete(path)
+    assert not list(tmp_path.glob("*.tmp-*"))
+    with open_shard(path) as handle:
+        assert handle.attrs["kind"] == "frames" and handle.attrs["fps"] == 1.0
+        np.testing.assert_array_equal(handle["videos/vid_a"][()], frames)
+        assert handle["videos/vid_a"].attrs["source_video"] == "a.mp4"
+        assert "vid_b" not in handle["videos"]
+    assert read_manifest(path) == {
+        "vid_a": {"status": "ok", "message": "", "n_frames": 2, "source_video": "a.mp4"},
+        "vid_b": {"status": "skipped", "message": "decoder said no", "source_video": "b.mp4"},
+    }
+
+
+def test_exception_leaves_no_target_and_no_temp_file(tmp_path):
+    path = tmp_path / "shard.h5"
+    with pytest.raises(KeyError):
+        with ShardWriter(path, "frames") as shard:
+            shard.add("vid_a", np.zeros((1, 2, 2, 3), np.uint8))
+            raise KeyError("boom")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_exception_keeps_the_previous_target(tmp_path):
+    path = tmp_path / "shard.h5"
+    with ShardWriter(path, "frames") as shard:
+        shard.add("old", np.zeros((1, 2, 2, 3), np.uint8))
+    with pytest.raises(RuntimeError):
+        with ShardWriter(path, "frames") as shard:
+            shard.add("new", np.zeros((1, 2, 2, 3), np.uint8))
+            raise RuntimeError("crash mid-shard")
+    assert list(read_manifest(path)) == ["old"]
+
+
+def test_half_written_shard_is_refused_naming_the_file(tmp_path):
+    path = tmp_path / "half.h5"
+    with h5py.File(path, "w") as handle:  # what a crash mid-write would leave
+        handle.create_dataset("videos/vid_a", data=np.zeros(3))
+    with pytest.raises(IncompleteShardError, match=r"half\.h5 is incomplete.*delete .*rebuild"):
+        open_shard(path)
+    assert not is_complete(path)
+
+
+def test_non_hdf5_file_is_refused(tmp_path):
+    path = tmp_path / "junk.h5"
+    path.write_text("not hdf5")
+    with pytest.raises(IncompleteShardError, match=r"junk\.h5 is not a readable HDF5 shard"):
+        read_manifest(path)
+    assert not is_complete(path)
+    assert not is_complete(tmp_path / "missing.h5")
+    with pytest.raises(FileNotFoundError, match="missing.h5"):
+        open_shard(tmp_path / "missing.h5")
+
+
+def test_duplicate_and_invalid_ids_are_rejected(tmp_path):
+    with pytest.raises(ValueError):
+        with ShardWriter(tmp_path / "s.h5", "frames") as shard:
+            shard.add("vid", np.zeros(1))
+            shard.skip("vid", "again")
+    with pytest.raises(ValueError, match="cannot name"):
+        with ShardWriter(tmp_path / "s.h5", "frames") as shard:
+            shard.add("a/b", np.zeros(1))
+    assert list(tmp_path.iterdir()) == []
