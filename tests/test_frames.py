@@ -1,0 +1,118 @@
+"""Decoding videos into a frames shard: sampling, resizing, and skipping bad files."""
+
+import math
+from fractions import Fraction
+
+import av
+import numpy as np
+import pytest
+
+from vis4mer.frames import decode_videos_to_shard, resize_and_crop, sample_indices
+from vis4mer.shards import open_shard, read_manifest
+
+# (video id, native fps, seconds, width, height); decord 0.6 fails on some small
+# widths (16, 24, 48, 72 px: "DECORDArrayCopyFromTo: The size must exactly match")
+VIDEOS = [("v_a", 8, 3.0, 32, 32), ("v_b", 10, 4.5, 40, 32), ("v_c", 5, 5.0, 32, 40), ("v_d", 8, 0.5, 32, 32)]
+
+
+def write_video(path, fps, seconds, width, height):
+    """H.264 video whose frame k is a flat grey of level 10 * (k // fps): the
+    grey level tells which second a decoded frame came from."""
+    with av.open(str(path), mode="w") as container:
+        stream = container.add_stream("libx264", rate=Fraction(fps))
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        stream.options = {"qp": "0"}
+        for k in range(int(fps * seconds)):
+            grey = np.full((height, width, 3), 10 * (k // fps) + 40, np.uint8)
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(grey, format="rgb24")))
+        container.mux(stream.encode())
+
+
+@pytest.fixture(scope="module")
+def videos(tmp_path_factory):
+    root = tmp_path_factory.mktemp("videos")
+    paths = {}
+    for video_id, fps, seconds, width, height in VIDEOS:
+        paths[video_id] = root / f"{video_id}.mp4"
+        write_video(paths[video_id], fps, seconds, width, height)
+    paths["empty"] = root / "empty.mp4"
+    paths["empty"].write_bytes(b"")
+    paths["text"] = root / "text.mp4"
+    paths["text"].write_text("this is not a video\n")
+    paths["missing"] = root / "missing.mp4"
+    return paths
+
+
+def decoders():
+    try:
+        import torchcodec.decoders  # noqa: F401
+    except Exception:  # torchcodec needs the system FFmpeg libraries
+        return ["decord"]
+    return ["decord", "torchcodec"]
+
+
+@pytest.mark.parametrize("decoder", decoders())
+def test_decode_to_shard(videos, tmp_path, decoder):
+    out = tmp_path / "frames.h5"
+    manifest = decode_videos_to_shard(videos, out, fps=1.0, size=16, decoder=decoder)
+    assert manifest == read_manifest(out)
+    with open_shard(out) as shard:
+        assert shard.attrs["kind"] == "frames" and shard.attrs["size"] == 16
+        for video_id, native_fps, seconds, _, _ in VIDEOS:
+            frames = shard["videos"][video_id]
+            n_frames = max(1, math.floor(seconds))  # T = floor(duration * fps), at least 1
+            assert frames.shape == (n_frames, 16, 16, 3) and frames.dtype == np.uint8
+            assert dict(frames.attrs) == {
+                "fps": 1.0,
+                "n_frames": n_frames,
+                "source_video": str(videos[video_id]),
+                "duration_s": pytest.approx(int(native_fps * seconds) / native_fps),
+                "native_fps": pytest.approx(native_fps),
+            }
+            # frame i is taken at t = i s: grey level 10 * i + 40
+            np.testing.assert_allclose(frames[()].mean(axis=(1, 2, 3)), 10 * np.arange(n_frames) + 40, atol=2)
+            assert manifest[video_id]["status"] == "ok" and manifest[video_id]["n_frames"] == n_frames
+
+
+@pytest.mark.parametrize("decoder", decoders())
+def test_bad_files_are_skipped_with_a_message(videos, tmp_path, decoder):
+    manifest = decode_videos_to_shard(videos, tmp_path / "frames.h5", fps=1.0, size=16, decoder=decoder)
+    expected = {"empty": "empty file (0 bytes)", "missing": "file not found", "text": f"{decoder} could not decode"}
+    for video_id, message in expected.items():
+        assert manifest[video_id]["status"] == "skipped"
+        assert message in manifest[video_id]["message"] and str(videos[video_id]) in manifest[video_id]["message"]
+    with open_shard(tmp_path / "frames.h5") as shard:
+        assert sorted(shard["videos"]) == sorted(v[0] for v in VIDEOS)
+
+
+def test_decoders_give_the_same_pixels(videos, tmp_path):
+    if len(decoders()) < 2:
+        pytest.skip("torchcodec is not importable here")
+    clean = {v[0]: videos[v[0]] for v in VIDEOS}
+    for decoder in ("decord", "torchcodec"):
+        decode_videos_to_shard(clean, tmp_path / f"{decoder}.h5", fps=2.0, size=24, decoder=decoder)
+    with open_shard(tmp_path / "decord.h5") as a, open_shard(tmp_path / "torchcodec.h5") as b:
+        for video_id in clean:
+            np.testing.assert_array_equal(a["videos"][video_id][()], b["videos"][video_id][()])
+
+
+def test_sample_indices():
+    np.testing.assert_array_equal(sample_indices(30, 10.0, 1.0), [0, 10, 20])
+    np.testing.assert_array_equal(sample_indices(45, 10.0, 2.0), [0, 5, 10, 15, 20, 25, 30, 35, 40])
+    np.testing.assert_array_equal(sample_indices(29, 29.97, 1.0), [0])  # shorter than 1 s: one frame
+    np.testing.assert_array_equal(sample_indices(3, 1.0, 4.0), [0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2])
+
+
+def test_resize_keeps_aspect_then_crops_the_centre():
+    frames = np.zeros((1, 20, 40, 3), np.uint8)  # [T, H, W, 3], landscape
+    frames[:, :, 8:32] = 200  # a centre band wider than the crop (antialiasing blurs its edges)
+    out = resize_and_crop(frames, 10)  # -> 10 x 20, centre 10 x 10 crop
+    assert out.shape == (1, 10, 10, 3) and out.dtype == np.uint8
+    assert (out == 200).all()
+    assert resize_and_crop(np.zeros((2, 8, 8, 3), np.uint8), 8).shape == (2, 8, 8, 3)
+
+
+def test_unknown_decoder_is_rejected(videos, tmp_path):
+    with pytest.raises(ValueError, match="unknown decoder"):
+        decode_videos_to_shard(videos, tmp_path / "f.h5", 1.0, 16, decoder="opencv")
+    assert not (tmp_path / "f.h5").exists()
