@@ -122,3 +122,25 @@ def test_keops_backend_gives_the_same_layer_output():
     keops.load_state_dict(reference.state_dict())
     u = torch.randn(2, 4, 100)
     assert _rel(keops(u), reference(u)) < 1e-5
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("l_max", [2955, 1024])
+def test_cuda_extension_gives_the_same_layer_output_and_gradients(l_max):
+    from vis4mer.kernels import cauchy_cuda
+
+    module, reason = cauchy_cuda.load()
+    assert module is not None, reason
+    torch.manual_seed(1)
+    reference = S4(64, l_max=l_max, backend="torch").cuda()
+    extension = S4(64, l_max=l_max, backend="cuda").cuda()
+    extension.load_state_dict(reference.state_dict())
+    u = torch.randn(2, 64, l_max, device="cuda")
+    outputs = {}
+    for name, layer in {"torch": reference, "cuda": extension}.items():
+        y = layer(u)
+        y.square().mean().backward()
+        outputs[name] = [y.detach()] + [p.grad for p in layer.kernel.parameters()]
+    for ours, ref in zip(outputs["cuda"], outputs["torch"]):
+        assert _rel(ours, ref) < 1e-5
