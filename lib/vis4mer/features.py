@@ -1,0 +1,179 @@
+"""Per-frame ViT token features of a frames shard, written as a features shard.
+
+For every video of the frames shard (uint8 [T, S, S, 3]) the backbone's
+``forward_features`` output is stored: all tokens including CLS, float16
+[T, tokens, dim] (vit_large_patch16_224 at 224 px: [T, 197, 1024]). Videos the
+frames stage skipped are carried forward as skipped, with their message.
+
+Weights come only from a local checkpoint file (no downloads). Without one the
+backbone is randomly initialised: this is logged as a warning and recorded as
+``weights="random"`` so such features cannot be mistaken for real ones;
+otherwise ``weights`` is the sha256 of the checkpoint file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from vis4mer._logging import logger
+from vis4mer.compat import import_timm
+from vis4mer.shards import VIDEOS_GROUP, ShardWriter, open_shard, read_manifest
+
+RANDOM_WEIGHTS = "random"
+
+
+def file_sha256(path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _unwrap_state_dict(checkpoint: dict) -> dict[str, torch.Tensor]:
+    """A bare state dict, or the one under "state_dict"/"model"; DDP's "module." prefix dropped."""
+    for key in ("state_dict", "model"):
+        if isinstance(checkpoint.get(key), dict):
+            checkpoint = checkpoint[key]
+            break
+    if checkpoint and all(key.startswith("module.") for key in checkpoint):
+        checkpoint = {key[len("module.") :]: value for key, value in checkpoint.items()}
+    return checkpoint
+
+
+def load_checkpoint(model: torch.nn.Module, checkpoint) -> str:
+    """Load a local checkpoint file into `model`; return the file's sha256.
+
+    timm's own ``checkpoint_filter_fn`` of the model family is applied when it
+    has one (for ViTs: resamples position embeddings to the model's img_size,
+    converts other ViT checkpoint layouts). Missing and unexpected keys are
+    logged; a checkpoint sharing no key with the model is an error.
+    """
+    path = Path(checkpoint)
+    if not path.is_file():
+        raise FileNotFoundError(f"backbone checkpoint {path} does not exist")
+    state_dict = _unwrap_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+    filter_fn = getattr(sys.modules[type(model).__module__], "checkpoint_filter_fn", None)
+    if filter_fn is not None:
+        state_dict = filter_fn(state_dict, model)
+    result = model.load_state_dict(state_dict, strict=False)
+    if len(result.missing_keys) == len(model.state_dict()):
+        raise ValueError(f"checkpoint {path} shares no parameter name with {type(model).__name__}")
+    if result.missing_keys:
+        logger.warning("checkpoint %s: %d missing keys: %s", path, len(result.missing_keys), result.missing_keys)
+    if result.unexpected_keys:
+        logger.warning(
+            "checkpoint %s: %d unexpected keys: %s", path, len(result.unexpected_keys), result.unexpected_keys
+        )
+    return file_sha256(path)
+
+
+def build_backbone(backbone: str, checkpoint=None, img_size: int | None = None) -> tuple[torch.nn.Module, str]:
+    """(timm model in eval mode, weights id: sha256 of the checkpoint or "random")."""
+    timm = import_timm()
+    overrides = {"img_size": img_size} if img_size is not None else {}
+    model = timm.create_model(backbone, pretrained=False, **overrides)
+    if checkpoint is None:
+        logger.warning(
+            "NO CHECKPOINT for %s: features come from RANDOM weights (recorded as weights='random'); "
+            "fine for the demo and tests, meaningless for real data",
+            backbone,
+        )
+        weights = RANDOM_WEIGHTS
+    else:
+        weights = load_checkpoint(model, checkpoint)
+    return model.eval(), weights
+
+
+class FrameEncoder:
+    """uint8 frames [T, S, S, 3] -> float16 tokens [T, tokens, dim] with a timm backbone."""
+
+    def __init__(self, model: torch.nn.Module, batch_size: int, device: torch.device):
+        config = import_timm().data.resolve_model_data_config(model)
+        self.model = model.to(device)
+        self.batch_size = batch_size
+        self.device = device
+        self.mean = torch.tensor(config["mean"], device=device).view(1, 3, 1, 1)
+        self.std = torch.tensor(config["std"], device=device).view(1, 3, 1, 1)
+
+    @torch.inference_mode()
+    def __call__(self, frames: np.ndarray) -> np.ndarray:
+        return np.concatenate(
+            [self._encode_batch(frames[start : start + self.batch_size]) for start in range(0, len(frames), self.batch_size)]
+        )
+
+    def _encode_batch(self, frames: np.ndarray) -> np.ndarray:
+        images = torch.from_numpy(frames).to(self.device).permute(0, 3, 1, 2).float() / 255  # [B, 3, S, S]
+        images = (images - self.mean) / self.std
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.device.type == "cuda"):
+            tokens = self.model.forward_features(images)  # [B, tokens, dim]
+        if tokens.ndim != 3:
+            raise ValueError(f"forward_features gave shape {tuple(tokens.shape)}; expected [batch, tokens, dim]")
+        return tokens.float().cpu().numpy().astype(np.float16)
+
+
+def _check_input_size(model: torch.nn.Module, frames_file, frames_shard) -> None:
+    """Fail before encoding when the frames' size is not the ViT's input size."""
+    model_size = getattr(getattr(model, "patch_embed", None), "img_size", None)
+    frame_size = int(frames_file.attrs["size"])
+    if model_size is not None and tuple(model_size) != (frame_size, frame_size):
+        raise ValueError(
+            f"{frames_shard} holds {frame_size}x{frame_size} frames but the backbone expects "
+            f"{model_size[0]}x{model_size[1]}: pass img_size={frame_size} or decode frames at {model_size[0]}"
+        )
+
+
+def _default_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def extract_features_to_shard(
+    frames_shard,
+    out_path,
+    backbone: str,
+    checkpoint,
+    batch_size: int,
+    device: str | None = None,
+    img_size: int | None = None,
+) -> dict[str, dict]:
+    """Encode every video of `frames_shard` into the features shard `out_path`.
+
+    Dataset per video: float16 [T, tokens, dim] with attrs backbone, weights,
+    fps, n_frames, source_video. Returns the features shard's manifest.
+    """
+    frames_manifest = read_manifest(frames_shard)
+    model, weights = build_backbone(backbone, checkpoint, img_size)
+    encoder = FrameEncoder(model, batch_size, torch.device(device) if device else _default_device())
+    attrs = {
+        "backbone": backbone,
+        "weights": weights,
+        "checkpoint": str(checkpoint) if checkpoint is not None else "",
+        "img_size": img_size if img_size is not None else 0,
+        "frames_shard": str(frames_shard),
+    }
+    with open_shard(frames_shard) as frames_file, ShardWriter(out_path, "features", attrs=attrs) as shard:
+        _check_input_size(model, frames_file, frames_shard)
+        for video_id in tqdm(sorted(frames_manifest), desc=f"features {Path(out_path).name}", unit="video", disable=None):
+            entry = frames_manifest[video_id]
+            if entry["status"] != "ok":
+                info = {key: value for key, value in entry.items() if key not in ("status", "message")}
+                shard.skip(video_id, entry["message"], **info)
+                continue
+            frames = frames_file[VIDEOS_GROUP][video_id]
+            tokens = encoder(frames[()])  # [T, tokens, dim] float16
+            shard.add(
+                video_id,
+                tokens,
+                backbone=backbone,
+                weights=weights,
+                fps=frames.attrs["fps"],
+                n_frames=len(tokens),
+                source_video=frames.attrs["source_video"],
+            )
+    return shard.manifest

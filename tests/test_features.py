@@ -1,0 +1,111 @@
+"""Token features of a frames shard with a tiny timm ViT."""
+
+import hashlib
+import logging
+
+import numpy as np
+import pytest
+import torch
+
+from vis4mer.features import FrameEncoder, build_backbone, extract_features_to_shard
+from vis4mer.shards import ShardWriter, open_shard, read_manifest
+
+BACKBONE = "vit_tiny_patch16_224"
+SIZE = 32  # img_size 32, patch 16: 2 x 2 patches + CLS = 5 tokens of dim 192
+TOKENS, DIM = 5, 192
+
+
+@pytest.fixture
+def frames_shard(tmp_path):
+    path = tmp_path / "frames.h5"
+    rng = np.random.default_rng(0)
+    with ShardWriter(path, "frames", attrs={"fps": 1.0, "size": SIZE}) as shard:
+        for video_id, n_frames in (("v_a", 3), ("v_b", 5)):
+            frames = rng.integers(0, 256, (n_frames, SIZE, SIZE, 3), dtype=np.uint8)  # [T, S, S, 3]
+            shard.add(video_id, frames, fps=1.0, n_frames=n_frames, source_video=f"/videos/{video_id}.mp4")
+        shard.skip("v_bad", "decord could not decode /videos/v_bad.mp4", source_video="/videos/v_bad.mp4")
+    return path
+
+
+def test_random_weights_tokens_shapes_and_attrs(frames_shard, tmp_path, caplog):
+    out = tmp_path / "features.h5"
+    with caplog.at_level(logging.WARNING, logger="vis4mer"):
+        manifest = extract_features_to_shard(frames_shard, out, BACKBONE, None, batch_size=2, img_size=SIZE)
+    assert any("RANDOM weights" in record.message for record in caplog.records)
+    with open_shard(out) as shard:
+        assert shard.attrs["kind"] == "features" and shard.attrs["weights"] == "random"
+        for video_id, n_frames in (("v_a", 3), ("v_b", 5)):
+            tokens = shard["videos"][video_id]
+            assert tokens.shape == (n_frames, TOKENS, DIM) and tokens.dtype == np.float16
+            assert np.isfinite(tokens[()]).all()
+            assert dict(tokens.attrs) == {
+                "backbone": BACKBONE,
+                "weights": "random",
+                "fps": 1.0,
+                "n_frames": n_frames,
+                "source_video": f"/videos/{video_id}.mp4",
+            }
+        assert "v_bad" not in shard["videos"]
+    assert manifest == read_manifest(out)
+    assert manifest["v_bad"] == {
+        "status": "skipped",
+        "message": "decord could not decode /videos/v_bad.mp4",
+        "source_video": "/videos/v_bad.mp4",
+    }
+
+
+def test_batching_does_not_change_the_tokens(frames_shard, tmp_path):
+    torch.manual_seed(1)
+    extract_features_to_shard(frames_shard, tmp_path / "b1.h5", BACKBONE, None, batch_size=1, img_size=SIZE)
+    torch.manual_seed(1)
+    extract_features_to_shard(frames_shard, tmp_path / "b4.h5", BACKBONE, None, batch_size=4, img_size=SIZE)
+    with open_shard(tmp_path / "b1.h5") as a, open_shard(tmp_path / "b4.h5") as b:
+        np.testing.assert_allclose(a["videos/v_b"][()], b["videos/v_b"][()], atol=2e-3)
+
+
+@pytest.mark.parametrize("wrap", [None, "state_dict", "model"])
+def test_checkpoint_round_trip(frames_shard, tmp_path, wrap):
+    model, _ = build_backbone(BACKBONE, img_size=SIZE)
+    checkpoint = tmp_path / "vit_tiny.pth"
+    state_dict = model.state_dict()
+    torch.save(state_dict if wrap is None else {wrap: state_dict, "epoch": 3}, checkpoint)
+    out = tmp_path / "features.h5"
+    extract_features_to_shard(frames_shard, out, BACKBONE, checkpoint, batch_size=4, img_size=SIZE)
+    expected_hash = hashlib.sha256(checkpoint.read_bytes()).hexdigest()
+    encoder = FrameEncoder(model, batch_size=4, device=torch.device("cpu"))
+    with open_shard(out) as shard, open_shard(frames_shard) as frames:
+        assert shard.attrs["weights"] == expected_hash and shard.attrs["checkpoint"] == str(checkpoint)
+        for video_id in ("v_a", "v_b"):
+            assert shard["videos"][video_id].attrs["weights"] == expected_hash
+            np.testing.assert_array_equal(shard["videos"][video_id][()], encoder(frames["videos"][video_id][()]))
+
+
+def test_missing_checkpoint_names_the_path(frames_shard, tmp_path):
+    with pytest.raises(FileNotFoundError, match="nowhere.pth"):
+        extract_features_to_shard(frames_shard, tmp_path / "f.h5", BACKBONE, tmp_path / "nowhere.pth", 2, img_size=SIZE)
+    assert not (tmp_path / "f.h5").exists()
+
+
+def test_checkpoint_of_another_model_is_rejected(frames_shard, tmp_path):
+    checkpoint = tmp_path / "other.pth"
+    torch.save({"fc.weight": torch.zeros(2, 2)}, checkpoint)
+    with pytest.raises(ValueError, match="shares no parameter name"):
+        extract_features_to_shard(frames_shard, tmp_path / "f.h5", BACKBONE, checkpoint, 2, img_size=SIZE)
+
+
+def test_partial_checkpoint_reports_missing_and_unexpected_keys(frames_shard, tmp_path, caplog):
+    model, _ = build_backbone(BACKBONE, img_size=SIZE)
+    state_dict = {k: v for k, v in model.state_dict().items() if not k.startswith("head.")}
+    state_dict["extra.weight"] = torch.zeros(1)
+    torch.save(state_dict, tmp_path / "partial.pth")
+    with caplog.at_level(logging.WARNING, logger="vis4mer"):
+        extract_features_to_shard(frames_shard, tmp_path / "f.h5", BACKBONE, tmp_path / "partial.pth", 2, img_size=SIZE)
+    messages = " ".join(record.message for record in caplog.records)
+    assert "missing keys" in messages and "head.weight" in messages
+    assert "unexpected keys" in messages and "extra.weight" in messages
+
+
+def test_frame_size_must_match_the_backbone(frames_shard, tmp_path):
+    with pytest.raises(ValueError, match="32x32 frames but the backbone expects 224x224: pass img_size=32"):
+        extract_features_to_shard(frames_shard, tmp_path / "f.h5", BACKBONE, None, 2)
+    assert not (tmp_path / "f.h5").exists()
