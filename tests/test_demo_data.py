@@ -84,6 +84,9 @@ def test_default_sized_events_are_visible_in_order_at_1_fps(tmp_path):
         assert (blue.max() < red.min()) == (video["label"] == 1), video_id
 
 
-def test_videos_too_short_for_the_events_are_rejected(tmp_path):
+def test_bad_arguments_are_rejected_before_writing(tmp_path):
     with pytest.raises(ValueError, match="cannot hold two events"):
         generate_demo_dataset(tmp_path, n_videos=2, min_seconds=5, max_seconds=6)
+    with pytest.raises(ValueError, match="split_fractions"):
+        generate_demo_dataset(tmp_path, n_videos=2, split_fractions=(0.5, 0.2, 0.2))
+    assert list(tmp_path.iterdir()) == []

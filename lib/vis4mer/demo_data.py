@@ -60,6 +60,7 @@ def generate_demo_dataset(
 ) -> dict[str, Any]:
     """Write the dataset under `out_dir`; return the metadata also saved to videos.json."""
     _check_timing(min_seconds, max_seconds, event_seconds, min_gap_seconds)
+    _check_fractions(split_fractions)
     out_dir = Path(out_dir)
     (out_dir / "videos").mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
@@ -84,6 +85,11 @@ def _check_timing(min_seconds, max_seconds, event_seconds, min_gap_seconds) -> N
             f"videos of {min_seconds}-{max_seconds} s cannot hold two events of up to "
             f"{event_seconds[1]} s separated by {min_gap_seconds} s (need >= {needed} s)"
         )
+
+
+def _check_fractions(fractions) -> None:
+    if len(fractions) != 3 or abs(sum(fractions) - 1.0) > 1e-6 or min(fractions) < 0:
+        raise ValueError(f"split_fractions must be 3 non-negative numbers summing to 1, got {fractions}")
 
 
 def _plan_video(rng, label, fps, min_seconds, max_seconds, event_seconds, min_gap_seconds, size) -> dict[str, Any]:
@@ -180,8 +186,6 @@ def _encode_video(path: Path, frames: np.ndarray, fps: float) -> None:
 
 def _write_splits(split_dir: Path, videos: dict, fractions, rng) -> None:
     """Stratified split: each label's videos are shuffled and cut by `fractions`."""
-    if len(fractions) != 3 or abs(sum(fractions) - 1.0) > 1e-6 or min(fractions) < 0:
-        raise ValueError(f"split_fractions must be 3 non-negative numbers summing to 1, got {fractions}")
     splits: dict[str, list[SplitRow]] = {"train": [], "val": [], "test": []}
     for label in range(len(LABEL_NAMES)):
         ids = rng.permutation(sorted(v for v, plan in videos.items() if plan["label"] == label))
