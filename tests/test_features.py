@@ -54,9 +54,14 @@ def test_random_weights_tokens_shapes_and_attrs(frames_shard, tmp_path, caplog):
     }
 
 
-def test_batching_does_not_change_the_tokens(frames_shard, tmp_path):
+def test_batching_and_threads_do_not_change_the_tokens(frames_shard, tmp_path):
+    threads = torch.get_num_threads()
     torch.manual_seed(1)
-    extract_features_to_shard(frames_shard, tmp_path / "b1.h5", BACKBONE, None, batch_size=1, img_size=SIZE)
+    try:
+        extract_features_to_shard(frames_shard, tmp_path / "b1.h5", BACKBONE, None, 1, img_size=SIZE, num_threads=1)
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(threads)
     torch.manual_seed(1)
     extract_features_to_shard(frames_shard, tmp_path / "b4.h5", BACKBONE, None, batch_size=4, img_size=SIZE)
     with open_shard(tmp_path / "b1.h5") as a, open_shard(tmp_path / "b4.h5") as b:
