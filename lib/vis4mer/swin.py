@@ -1,0 +1,471 @@
+"""Video Swin clip features (mmaction2's ``SwinTransformer3D``), written as a features shard.
+
+ViS4mer's Breakfast and COIN experiments use Video Swin-B (Kinetics-600, ImageNet-22k
+pre-training) as a frozen clip encoder. Per video:
+
+- frames are read at the video's native frame rate, in segments of SEGMENT_FRAMES = 32
+  consecutive frames (the range may be restricted, e.g. to COIN's annotated start-end);
+- at most `max_segments` segments are taken, uniformly over the range (``segment_starts``);
+- each frame: shorter side resized to `size`, centre `size` x `size` crop
+  (``vis4mer.frames.resize_and_crop``), normalised with Video Swin's RGB mean/std;
+- the backbone maps a segment [3, 32, size, size] to [C, 16, size/32, size/32]; the time
+  axis is averaged, leaving (size/32)^2 spatial tokens of width C. Swin-B at 224 px:
+  7 x 7 = 49 tokens x 1024, so 64 test segments give L = 64 x 49 = 3136 tokens.
+
+One dataset per video, float16 [S, tokens, C], with attrs backbone, weights, fps
+(native), n_segments, segment_frames, n_native_frames, source_video (and start/end,
+the requested range in seconds, when a range was given). Missing, empty or
+undecodable videos are recorded with ``ShardWriter.skip`` and the loop goes on.
+
+Weights come only from a local checkpoint file (no downloads), in either of two key
+layouts (see ``to_mmaction2_keys``). Without a checkpoint the backbone is randomly
+initialised: logged as a WARNING and recorded as ``weights="random"``; otherwise
+``weights`` is the sha256 of the checkpoint file, as in ``vis4mer.features``.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import pickle
+import re
+import sys
+import types
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from vis4mer._logging import logger
+from vis4mer.features import RANDOM_WEIGHTS, file_sha256
+from vis4mer.frames import resize_and_crop
+from vis4mer.shards import ShardWriter
+
+SEGMENT_FRAMES = 32
+# Video Swin's img_norm_cfg (ImageNet statistics, RGB, 0-255 scale), also used for Kinetics.
+MEAN = (123.675, 116.28, 103.53)
+STD = (58.395, 57.12, 57.375)
+
+
+@dataclass(frozen=True)
+class SwinConfig:
+    """Architecture of a ``SwinTransformer3D``; output width is embed_dims * 2^(stages-1)."""
+
+    embed_dims: int
+    depths: tuple[int, ...]
+    num_heads: tuple[int, ...]
+    patch_size: tuple[int, int, int] = (2, 4, 4)
+    window_size: tuple[int, int, int] = (8, 7, 7)
+
+    @property
+    def out_dim(self) -> int:
+        return self.embed_dims * 2 ** (len(self.depths) - 1)
+
+    @property
+    def spatial_stride(self) -> int:
+        """Pixels per output token side: the patch, then one 2x merge per later stage (32)."""
+        return self.patch_size[1] * 2 ** (len(self.depths) - 1)
+
+
+BACKBONES: dict[str, SwinConfig] = {
+    # Video Swin-B as released with Video-Swin-Transformer and used by ViS4mer.
+    "swin_base_patch244_window877_kinetics600_22k": SwinConfig(128, (2, 2, 18, 2), (4, 8, 16, 32)),
+    # Same structure at toy width and depth, for tests: output width 128.
+    "swin_test_patch244_window877": SwinConfig(16, (1, 1, 1, 1), (1, 2, 2, 4)),
+}
+
+
+def swin_config(backbone: str) -> SwinConfig:
+    """The SwinConfig of `backbone`; a ValueError lists the known names otherwise."""
+    try:
+        return BACKBONES[backbone]
+    except KeyError:
+        raise ValueError(f"unknown Swin backbone {backbone!r}; known: {', '.join(BACKBONES)}") from None
+
+
+class _MissingDRN(torch.nn.Module):
+    """Stand-in for mmaction2's DRN localizer, which its 1.2.0 release does not ship."""
+
+    def __init__(self, *args, **kwargs):
+        raise ImportError("mmaction.models.localizers.drn is missing from the mmaction2 1.2.0 release")
+
+
+def import_swin3d() -> type[torch.nn.Module]:
+    """Return mmaction2's ``SwinTransformer3D`` class, working around its packaging.
+
+    - The mmaction2 1.2.0 wheel and sdist lack the package
+      ``mmaction.models.localizers.drn``, yet ``mmaction/models/localizers/__init__.py``
+      runs ``from .drn.drn import DRN``, and importing any backbone imports
+      ``mmaction.models`` first. Unless the package exists on disk, empty stand-in
+      modules (with a DRN that refuses to be built) are registered in ``sys.modules``
+      before the import.
+    - mmaction2 imports ``importlib_metadata`` without declaring it; it is pinned in
+      requirements/base.txt, and its absence is reported here with that hint.
+    - Import-time warnings that say nothing about the backbone are silenced: mmcv-lite has
+      no compiled ops, so mmcv warns that ``MultiScaleDeformableAttention`` cannot be
+      imported (unused by Swin), and mmengine's optimizers import ``torch.distributed.optim``,
+      whose ``torch.jit.script`` calls are deprecated in torch 2.13.
+
+    Idempotent. Note that ``SwinTransformer3D.eval()`` returns None (its ``train``
+    override returns nothing): do not chain it.
+    """
+    module = sys.modules.get("mmaction.models.backbones.swin")
+    if module is not None:
+        return module.SwinTransformer3D
+    if importlib.util.find_spec("importlib_metadata") is None:
+        raise ImportError("mmaction2 needs importlib-metadata (undeclared by it): run scripts/setup.sh")
+    spec = importlib.util.find_spec("mmaction")
+    if spec is None:
+        raise ImportError("mmaction2 is not installed: run scripts/setup.sh (requirements/base.txt pins it)")
+    drn_dir = Path(spec.origin).parent / "models" / "localizers" / "drn"
+    if not drn_dir.is_dir() and "mmaction.models.localizers.drn" not in sys.modules:
+        package = types.ModuleType("mmaction.models.localizers.drn")
+        package.__path__ = []  # a package, so that `.drn.drn` resolves
+        stand_in = types.ModuleType("mmaction.models.localizers.drn.drn")
+        stand_in.DRN = _MissingDRN
+        sys.modules[package.__name__] = package
+        sys.modules[stand_in.__name__] = stand_in
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*MultiScaleDeformableAttention.*")
+        warnings.filterwarnings("ignore", message=".*torch\\.jit\\.(script|interface).*", category=DeprecationWarning)
+        from mmaction.models.backbones.swin import SwinTransformer3D
+    return SwinTransformer3D
+
+
+@dataclass(frozen=True)
+class CheckpointReport:
+    """What loading weights did: recorded in the features shard's file attrs."""
+
+    weights: str  # "random" or the checkpoint file's sha256
+    layout: str = "none"  # "none" | "mmaction2" | "video-swin"
+    missing_keys: tuple[str, ...] = ()
+    unexpected_keys: tuple[str, ...] = ()
+    ignored_keys: tuple[str, ...] = ()  # outside `backbone.` (the classifier head)
+
+    def as_attrs(self) -> dict[str, str]:
+        return {
+            "weights": self.weights,
+            "checkpoint_layout": self.layout,
+            "missing_keys": json.dumps(list(self.missing_keys)),
+            "unexpected_keys": json.dumps(list(self.unexpected_keys)),
+            "ignored_keys": json.dumps(list(self.ignored_keys)),
+        }
+
+
+def to_mmaction2_keys(state_dict: dict, final_norm: str) -> tuple[dict, str, list[str]]:
+    """(state dict in mmaction2 1.x ``SwinTransformer3D`` names, layout, ignored keys).
+
+    Both released layouts store a whole recognizer under ``state_dict``: backbone keys
+    prefixed ``backbone.`` and the classifier under ``cls_head.`` (ignored here). The
+    backbone names of the original Video-Swin-Transformer code and of mmaction2 1.x are
+    identical (patch_embed.{proj,norm}, layers.i.blocks.j.{norm1, attn.qkv, attn.proj,
+    attn.relative_position_bias_table, attn.relative_position_index, norm2, mlp.fc1,
+    mlp.fc2}, layers.i.downsample.{norm, reduction}) except for the final LayerNorm:
+    ``norm.*`` in the original, ``norm3.*`` (``final_norm``) in mmaction2. A bare backbone
+    state dict (no prefix) and DDP's ``module.`` prefix are accepted too.
+    """
+    if state_dict and all(key.startswith("module.") for key in state_dict):
+        state_dict = {key[len("module.") :]: value for key, value in state_dict.items()}
+    ignored: list[str] = []
+    if any(key.startswith("backbone.") for key in state_dict):
+        ignored = sorted(key for key in state_dict if not key.startswith("backbone."))
+        prefix = len("backbone.")
+        state_dict = {key[prefix:]: value for key, value in state_dict.items() if key.startswith("backbone.")}
+    if any(key.startswith("norm.") for key in state_dict):
+        state_dict = {
+            f"{final_norm}.{key[len('norm.'):]}" if key.startswith("norm.") else key: value
+            for key, value in state_dict.items()
+        }
+        return state_dict, "video-swin", ignored
+    return state_dict, "mmaction2", ignored
+
+
+def _torch_load(path: Path) -> dict:
+    """Tensors-only unpickling first; full unpickling (with a warning) for checkpoints whose
+    training metadata holds other objects (numpy values, mmengine message hubs)."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        match = re.search(r"Unsupported global: GLOBAL (\S+)", str(error))
+        logger.warning(
+            "checkpoint %s holds non-tensor objects (%s); loading it with full unpickling - "
+            "only use checkpoint files you trust",
+            path,
+            match.group(1) if match else "not loadable with weights_only=True",
+        )
+        return torch.load(path, map_location="cpu", weights_only=False)
+
+
+def load_swin_checkpoint(model: torch.nn.Module, checkpoint) -> CheckpointReport:
+    """Load a local checkpoint file (either key layout) into `model`.
+
+    Missing and unexpected keys are logged as warnings and returned; missing
+    ``relative_position_index`` buffers are not reported (they are constants the model
+    builds itself). A checkpoint sharing no key with the model, or with a tensor of the
+    wrong shape, is an error naming the file.
+    """
+    path = Path(checkpoint)
+    if not path.is_file():
+        raise FileNotFoundError(f"Swin checkpoint {path} does not exist")
+    loaded = _torch_load(path)
+    if not isinstance(loaded, dict):
+        raise ValueError(f"checkpoint {path} holds a {type(loaded).__name__}, not a state dict")
+    for key in ("state_dict", "model"):
+        if isinstance(loaded.get(key), dict):
+            loaded = loaded[key]
+            break
+    final_norm = f"norm{len(model.layers) - 1}"
+    state_dict, layout, ignored = to_mmaction2_keys(loaded, final_norm)
+    model_keys = set(model.state_dict())
+    if not model_keys & set(state_dict):
+        first_keys = sorted(loaded)[:5]
+        raise ValueError(f"checkpoint {path} shares no parameter name with SwinTransformer3D (first keys: {first_keys})")
+    try:
+        result = model.load_state_dict(state_dict, strict=False)
+    except RuntimeError as error:
+        raise ValueError(f"checkpoint {path} does not fit this Swin configuration: {error}") from None
+    missing = tuple(key for key in result.missing_keys if not key.endswith("relative_position_index"))
+    unexpected = tuple(result.unexpected_keys)
+    if ignored:
+        logger.info("checkpoint %s: ignored %d keys outside the backbone (e.g. %s)", path, len(ignored), ignored[0])
+    if missing:
+        logger.warning("checkpoint %s: %d missing keys: %s", path, len(missing), list(missing))
+    if unexpected:
+        logger.warning("checkpoint %s: %d unexpected keys: %s", path, len(unexpected), list(unexpected))
+    return CheckpointReport(file_sha256(path), layout, missing, unexpected, tuple(ignored))
+
+
+def _init_random(module: torch.nn.Module) -> None:
+    """Video Swin's own initialisation: truncated normal (std 0.02) Linear weights, zero biases."""
+    if isinstance(module, torch.nn.Linear):
+        torch.nn.init.trunc_normal_(module.weight, std=0.02)
+        if module.bias is not None:
+            torch.nn.init.zeros_(module.bias)
+    elif isinstance(module, torch.nn.LayerNorm):
+        torch.nn.init.ones_(module.weight)
+        torch.nn.init.zeros_(module.bias)
+
+
+def build_swin(backbone: str, checkpoint=None) -> tuple[torch.nn.Module, CheckpointReport]:
+    """(SwinTransformer3D of `backbone` in eval mode, report of the weights loaded).
+
+    Without `checkpoint` the weights are random, which is logged as a WARNING.
+    """
+    config = swin_config(backbone)
+    swin3d = import_swin3d()
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*torch.meshgrid.*")  # mmaction2's window index code
+        model = swin3d(
+            arch={"embed_dims": config.embed_dims, "depths": list(config.depths), "num_heads": list(config.num_heads)},
+            pretrained=None,
+            pretrained2d=False,  # True would try to inflate 2D ImageNet weights from `pretrained`
+            patch_size=config.patch_size,
+            window_size=config.window_size,
+        )
+    if checkpoint is None:
+        model.apply(_init_random)
+        logger.warning(
+            "NO CHECKPOINT for %s: features come from RANDOM weights (recorded as weights='random'); "
+            "fine for the demo and tests, meaningless for real data",
+            backbone,
+        )
+        report = CheckpointReport(RANDOM_WEIGHTS)
+    else:
+        report = load_swin_checkpoint(model, checkpoint)
+    model.eval()  # returns None for SwinTransformer3D
+    return model, report
+
+
+def segment_starts(n_frames: int, max_segments: int, segment_frames: int = SEGMENT_FRAMES) -> np.ndarray:
+    """int64 [S] first frame of each segment, relative to the start of a range of `n_frames`.
+
+    S = min(max_segments, ceil(n_frames / segment_frames)) (at least 1). Segment i is
+    centred in the i-th of S equal parts of the range and shifted to lie inside it, so
+    with S = ceil(n / 32) the segments cover every frame (overlapping slightly when n is
+    not a multiple of 32) and with fewer they are spread uniformly. A range shorter than
+    one segment gives one segment starting at 0 (its frame indices are clamped later).
+    """
+    if n_frames < 1 or max_segments < 1:
+        raise ValueError(f"need n_frames >= 1 and max_segments >= 1, got {n_frames} and {max_segments}")
+    n_segments = min(max_segments, math.ceil(n_frames / segment_frames))
+    centres = (np.arange(n_segments) + 0.5) * n_frames / n_segments
+    starts = np.floor(centres - segment_frames / 2 + 1e-9).astype(np.int64)
+    return np.clip(starts, 0, max(0, n_frames - segment_frames))
+
+
+def frame_range(n_native: int, native_fps: float, start: float | None, end: float | None) -> tuple[int, int]:
+    """[first, stop) native frame indices of the time range [start, end) seconds, clipped to the video.
+
+    None means the video's start or end. Raises ValueError when nothing of the range is in the video.
+    """
+    first = 0 if start is None else max(0, math.floor(start * native_fps + 1e-6))
+    stop = n_native if end is None else min(n_native, math.ceil(end * native_fps - 1e-6))
+    if stop <= first:
+        raise ValueError(
+            f"range {start}-{end} s has no frames in a video of {n_native} frames at {native_fps:g} fps "
+            f"({n_native / native_fps:.2f} s)"
+        )
+    return first, stop
+
+
+def segment_indices(first: int, stop: int, max_segments: int, segment_frames: int = SEGMENT_FRAMES) -> np.ndarray:
+    """int64 [S, segment_frames] native frame indices of the segments of frames [first, stop)."""
+    starts = first + segment_starts(stop - first, max_segments, segment_frames)  # [S]
+    return np.minimum(starts[:, None] + np.arange(segment_frames), stop - 1)
+
+
+class VideoDecodeError(RuntimeError):
+    """A video could not be opened or read; it is skipped, not fatal."""
+
+
+class _SegmentReader:
+    """decord reader of one video: native fps, frame count and resized segments."""
+
+    def __init__(self, path: Path, size: int):
+        import decord
+
+        try:
+            self._reader = decord.VideoReader(str(path), num_threads=1)
+            self.native_fps = float(self._reader.get_avg_fps())
+            self.n_frames = len(self._reader)
+        except Exception as error:  # decord raises its own DECORDError and RuntimeErrors
+            raise VideoDecodeError(f"decord could not open {path}: {type(error).__name__}: {error}") from error
+        if not self.n_frames or not self.native_fps:
+            raise VideoDecodeError(f"decord reports {self.n_frames} frames at {self.native_fps} fps for {path}")
+        self.path, self.size = path, size
+
+    def read(self, indices: np.ndarray) -> np.ndarray:
+        """uint8 [len(indices), size, size, 3]; decoded and resized one segment at a time,
+        so only one segment's full-resolution frames are in memory."""
+        try:
+            frames = self._reader.get_batch(indices.tolist()).asnumpy()  # [N, H, W, 3]
+        except Exception as error:
+            raise VideoDecodeError(f"decord could not decode {self.path}: {type(error).__name__}: {error}") from error
+        return resize_and_crop(frames, self.size)
+
+
+class SegmentEncoder:
+    """uint8 segments [B, 32, S, S, 3] -> float16 tokens [B, (S/32)^2, C] with a Swin3D backbone."""
+
+    def __init__(self, model: torch.nn.Module, device: torch.device):
+        self.model = model.to(device)
+        self.device = device
+        self.mean = torch.tensor(MEAN, device=device).view(1, 3, 1, 1, 1)
+        self.std = torch.tensor(STD, device=device).view(1, 3, 1, 1, 1)
+
+    @torch.inference_mode()
+    def __call__(self, segments: np.ndarray) -> np.ndarray:
+        clips = torch.from_numpy(segments).to(self.device).permute(0, 4, 1, 2, 3).float()  # [B, 3, T, S, S]
+        clips = (clips - self.mean) / self.std
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.device.type == "cuda"):
+            features = self.model(clips)  # [B, C, T/2, S/32, S/32]
+        tokens = features.float().mean(dim=2).flatten(2).transpose(1, 2)  # [B, (S/32)^2, C]
+        return tokens.cpu().numpy().astype(np.float16)
+
+
+def _precheck(path: Path) -> str | None:
+    """A reason to skip `path` before opening it, or None."""
+    if not path.is_file():
+        return f"file not found: {path}" if not path.exists() else f"not a regular file: {path}"
+    if path.stat().st_size == 0:
+        return f"empty file (0 bytes): {path}"
+    return None
+
+
+def _default_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def encode_video(
+    encoder: SegmentEncoder,
+    reader: _SegmentReader,
+    max_segments: int,
+    batch_size: int,
+    time_range: tuple[float, float] | None = None,
+) -> np.ndarray:
+    """float16 [S, tokens, C] of one opened video (whole, or the `time_range` in seconds)."""
+    start, end = time_range if time_range is not None else (None, None)
+    try:
+        first, stop = frame_range(reader.n_frames, reader.native_fps, start, end)
+    except ValueError as error:
+        raise VideoDecodeError(str(error)) from error
+    indices = segment_indices(first, stop, max_segments)  # [S, 32]
+    batches = []
+    for batch_start in range(0, len(indices), batch_size):
+        segments = np.stack([reader.read(row) for row in indices[batch_start : batch_start + batch_size]])
+        batches.append(encoder(segments))  # [B, 32, size, size, 3] -> [B, tokens, C]
+    return np.concatenate(batches)
+
+
+def extract_swin_features_to_shard(
+    videos: dict[str, Path],
+    out_path,
+    backbone: str,
+    checkpoint,
+    max_segments: int,
+    batch_size: int,
+    device: str | None = None,
+    ranges: dict[str, tuple[float, float]] | None = None,
+    size: int = 224,
+) -> dict[str, dict]:
+    """Encode `videos` ({video_id: path}) into the features shard `out_path`.
+
+    `ranges` ({video_id: (start_s, end_s)}, e.g. COIN's annotated span) restricts each
+    listed video to that time range; it must cover every video when given. `size` must
+    be a multiple of 32 (the backbone's token stride). Dataset per video: float16
+    [S, (size/32)^2, C] with S <= max_segments and attrs backbone, weights, fps,
+    n_segments, segment_frames, n_native_frames, source_video (+ start, end with
+    `ranges`). Returns the shard manifest.
+    """
+    config = swin_config(backbone)
+    if size % config.spatial_stride:
+        raise ValueError(f"size {size} is not a multiple of {config.spatial_stride}, {backbone}'s token stride")
+    if max_segments < 1 or batch_size < 1:
+        raise ValueError(f"max_segments and batch_size must be >= 1, got {max_segments} and {batch_size}")
+    if ranges is not None and (unranged := sorted(set(videos) - set(ranges))):
+        raise ValueError(f"`ranges` has no (start, end) for {len(unranged)} videos, e.g. {unranged[:3]}")
+    import decord  # noqa: F401  (a broken install must fail the stage, not skip every video)
+
+    model, report = build_swin(backbone, checkpoint)
+    encoder = SegmentEncoder(model, torch.device(device) if device else _default_device())
+    attrs = {
+        "backbone": backbone,
+        "checkpoint": str(checkpoint) if checkpoint is not None else "",
+        "size": size,
+        "max_segments": max_segments,
+        "segment_frames": SEGMENT_FRAMES,
+        **report.as_attrs(),
+    }
+    with ShardWriter(out_path, "features", attrs=attrs) as shard:
+        for video_id in tqdm(sorted(videos), desc=f"swin {Path(out_path).name}", unit="video", disable=None):
+            path = Path(videos[video_id])
+            time_range = ranges[video_id] if ranges is not None else None
+            range_attrs = {"start": float(time_range[0]), "end": float(time_range[1])} if time_range else {}
+            reason = _precheck(path)
+            if reason is None:
+                try:
+                    reader = _SegmentReader(path, size)
+                    tokens = encode_video(encoder, reader, max_segments, batch_size, time_range)  # [S, tokens, C]
+                except VideoDecodeError as error:
+                    reason = str(error)
+            if reason is not None:
+                logger.warning("skipping video %s: %s", video_id, reason)
+                shard.skip(video_id, reason, source_video=str(path), **range_attrs)
+                continue
+            shard.add(
+                video_id,
+                tokens,
+                backbone=backbone,
+                weights=report.weights,
+                fps=reader.native_fps,
+                n_segments=len(tokens),
+                segment_frames=SEGMENT_FRAMES,
+                n_native_frames=reader.n_frames,
+                source_video=str(path),
+                **range_attrs,
+            )
+    return shard.manifest
