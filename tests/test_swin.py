@@ -133,11 +133,17 @@ def test_ranges_restrict_segments_and_are_recorded(videos, tmp_path):
 
 
 def test_batching_does_not_change_the_tokens(videos, tmp_path):
-    chosen = {"v_long": videos["v_long"]}
+    chosen, threads = {"v_long": videos["v_long"]}, torch.get_num_threads()
     torch.manual_seed(1)
-    extract_swin_features_to_shard(chosen, tmp_path / "b1.h5", TINY, None, max_segments=3, batch_size=1, size=SIZE)
+    extract_swin_features_to_shard(
+        chosen, tmp_path / "b1.h5", TINY, None, max_segments=3, batch_size=1, size=SIZE, num_threads=1
+    )
     torch.manual_seed(1)
-    extract_swin_features_to_shard(chosen, tmp_path / "b4.h5", TINY, None, max_segments=3, batch_size=3, size=SIZE)
+    extract_swin_features_to_shard(
+        chosen, tmp_path / "b4.h5", TINY, None, max_segments=3, batch_size=3, size=SIZE, num_threads=1
+    )
+    assert torch.get_num_threads() == 1
+    torch.set_num_threads(threads)
     with open_shard(tmp_path / "b1.h5") as a, open_shard(tmp_path / "b4.h5") as b:
         np.testing.assert_allclose(a["videos/v_long"][()], b["videos/v_long"][()], atol=2e-3)
 

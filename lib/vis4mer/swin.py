@@ -411,6 +411,7 @@ def extract_swin_features_to_shard(
     device: str | None = None,
     ranges: dict[str, tuple[float, float]] | None = None,
     size: int = 224,
+    num_threads: int | None = None,
 ) -> dict[str, dict]:
     """Encode `videos` ({video_id: path}) into the features shard `out_path`.
 
@@ -420,6 +421,10 @@ def extract_swin_features_to_shard(
     [S, (size/32)^2, C] with S <= max_segments and attrs backbone, weights, fps,
     n_segments, segment_frames, n_native_frames, source_video (+ start, end with
     `ranges`). Returns the shard manifest.
+
+    `num_threads` sets torch's CPU thread count for this process (pass the job's thread
+    allowance), as in ``vis4mer.features``: OpenMP threads competing for busy cores slow
+    CPU inference several-fold.
     """
     config = swin_config(backbone)
     if size % config.spatial_stride:
@@ -429,6 +434,9 @@ def extract_swin_features_to_shard(
     if ranges is not None and (unranged := sorted(set(videos) - set(ranges))):
         raise ValueError(f"`ranges` has no (start, end) for {len(unranged)} videos, e.g. {unranged[:3]}")
     import decord  # noqa: F401  (a broken install must fail the stage, not skip every video)
+
+    if num_threads is not None:
+        torch.set_num_threads(num_threads)
 
     model, report = build_swin(backbone, checkpoint)
     encoder = SegmentEncoder(model, torch.device(device) if device else _default_device())
