@@ -4,7 +4,8 @@ ViS4mer's Breakfast and COIN experiments use Video Swin-B (Kinetics-600, ImageNe
 pre-training) as a frozen clip encoder. Per video:
 
 - frames are read at the video's native frame rate, in segments of SEGMENT_FRAMES = 32
-  consecutive frames (the range may be restricted, e.g. to COIN's annotated start-end);
+  consecutive frames (the range may be restricted, e.g. to COIN's annotated start-end;
+  seconds become frame indices through the average frame rate, as in vis4mer.frames);
 - at most `max_segments` segments are taken, uniformly over the range (``segment_starts``);
 - each frame: shorter side resized to `size`, centre `size` x `size` crop
   (``vis4mer.frames.resize_and_crop``), normalised with Video Swin's RGB mean/std;
@@ -318,8 +319,8 @@ def segment_indices(first: int, stop: int, max_segments: int, segment_frames: in
     return np.minimum(starts[:, None] + np.arange(segment_frames), stop - 1)
 
 
-class VideoDecodeError(RuntimeError):
-    """A video could not be opened or read; it is skipped, not fatal."""
+class UnusableVideoError(RuntimeError):
+    """A video cannot be opened or read, or has no frames in its range: it is skipped, not fatal."""
 
 
 class _SegmentReader:
@@ -333,9 +334,9 @@ class _SegmentReader:
             self.native_fps = float(self._reader.get_avg_fps())
             self.n_frames = len(self._reader)
         except Exception as error:  # decord raises its own DECORDError and RuntimeErrors
-            raise VideoDecodeError(f"decord could not open {path}: {type(error).__name__}: {error}") from error
+            raise UnusableVideoError(f"decord could not open {path}: {type(error).__name__}: {error}") from error
         if not self.n_frames or not self.native_fps:
-            raise VideoDecodeError(f"decord reports {self.n_frames} frames at {self.native_fps} fps for {path}")
+            raise UnusableVideoError(f"decord reports {self.n_frames} frames at {self.native_fps} fps for {path}")
         self.path, self.size = path, size
 
     def read(self, indices: np.ndarray) -> np.ndarray:
@@ -344,7 +345,7 @@ class _SegmentReader:
         try:
             frames = self._reader.get_batch(indices.tolist()).asnumpy()  # [N, H, W, 3]
         except Exception as error:
-            raise VideoDecodeError(f"decord could not decode {self.path}: {type(error).__name__}: {error}") from error
+            raise UnusableVideoError(f"decord could not decode {self.path}: {type(error).__name__}: {error}") from error
         return resize_and_crop(frames, self.size)
 
 
@@ -380,7 +381,7 @@ def _default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def encode_video(
+def _encode_video(
     encoder: SegmentEncoder,
     reader: _SegmentReader,
     max_segments: int,
@@ -392,7 +393,7 @@ def encode_video(
     try:
         first, stop = frame_range(reader.n_frames, reader.native_fps, start, end)
     except ValueError as error:
-        raise VideoDecodeError(str(error)) from error
+        raise UnusableVideoError(str(error)) from error
     indices = segment_indices(first, stop, max_segments)  # [S, 32]
     batches = []
     for batch_start in range(0, len(indices), batch_size):
@@ -457,8 +458,8 @@ def extract_swin_features_to_shard(
             if reason is None:
                 try:
                     reader = _SegmentReader(path, size)
-                    tokens = encode_video(encoder, reader, max_segments, batch_size, time_range)  # [S, tokens, C]
-                except VideoDecodeError as error:
+                    tokens = _encode_video(encoder, reader, max_segments, batch_size, time_range)  # [S, tokens, C]
+                except UnusableVideoError as error:
                     reason = str(error)
             if reason is not None:
                 logger.warning("skipping video %s: %s", video_id, reason)
