@@ -43,6 +43,8 @@ TOKEN_MODES = ("all", "cls")
 TASK_TYPES = ("classification", "regression")
 # Per-video attrs that describe one video, not the feature extractor.
 _PER_VIDEO_ATTRS = {"n_frames", "source_video", "status", "message"}
+# Shard-file attrs that describe one shard, not the dataset's features.
+_SHARD_ONLY_ATTRS = {"manifest", "complete", "kind", "frames_shard"}
 
 
 # --------------------------------------------------------------------------- windows
@@ -141,7 +143,7 @@ class FeatureStore:
         for index, path in enumerate(self.paths):
             with open_shard(path) as handle:
                 manifest = json.loads(handle.attrs["manifest"])
-                file_attrs = {k: _plain(v) for k, v in handle.attrs.items() if k not in {"manifest", "complete"}}
+                file_attrs = {k: _plain(v) for k, v in handle.attrs.items() if k not in _SHARD_ONLY_ATTRS}
                 for video_id, entry in sorted(manifest.items()):
                     if video_id in self._entries or video_id in self.skipped:
                         raise ValueError(f"video {video_id!r} appears in more than one shard ({path})")
