@@ -18,6 +18,7 @@ from vis4mer.evaluation import (
     evaluate_checkpoint,
     predict_videos,
     score,
+    video_loss,
 )
 from vis4mer.splits import SplitRow
 
@@ -72,6 +73,15 @@ def test_compute_metrics_regression_mse_and_empty():
     empty = compute_metrics({}, [], {"a": "absent"}, "regression")
     assert empty["value"] is None and empty["n_missing"] == 1
     assert np.isnan(score({}, [], "classification"))
+
+
+def test_video_loss_is_nll_of_window_averaged_probabilities():
+    rows = [SplitRow("a", 0), SplitRow("b", 1)]
+    # a: 2 windows, summed probabilities [1.5, 0.5] -> p(true) 0.75; b: 1 window [0.2, 0.8]
+    predictions = {"a": np.array([1.5, 0.5]), "b": np.array([0.2, 0.8])}
+    assert video_loss(predictions, rows, "classification") == pytest.approx(-(np.log(0.75) + np.log(0.8)) / 2)
+    regression = {"a": np.array([1.0]), "b": np.array([3.0])}
+    assert video_loss(regression, [SplitRow("a", 0.0), SplitRow("b", 1.0)], "regression") == pytest.approx(2.5)
 
 
 class WindowEcho(nn.Module):

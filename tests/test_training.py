@@ -59,7 +59,8 @@ def test_tiny_run_writes_checkpoints_log_and_curve(tmp_path, arch):
     assert all(0 < row["n_padded"] <= 8 for row in log)
     # the separable task is learnt: best validation accuracy is high
     assert result.best_val_metric >= 0.75
-    best_epoch = max(log, key=lambda row: row["val_metric"])["epoch"]
+    # best: highest validation accuracy, ties broken by the lower video-level loss
+    best_epoch = min(log, key=lambda row: (-row["val_metric"], row["val_loss"]))["epoch"]
     assert result.best_epoch == best_epoch
 
     model, checkpoint = load_checkpoint(out.best)
@@ -185,6 +186,19 @@ def test_run_without_usable_rows_fails_clearly(tmp_path):
             train_rows=ghost, val_rows=splits["val"],
             model_spec=ModelSpec(arch="meanpool", d_model=8, n_layers=1), settings=settings(), outputs=outputs_in(tmp_path),
         )
+
+
+def test_best_checkpoint_prefers_better_metric_then_lower_loss():
+    from vis4mer.training import _better
+
+    nan = float("nan")
+    assert _better((0.5, 0.7), (nan, nan), "max")  # anything beats nothing
+    assert _better((0.9, 0.6), (0.8, 0.1), "max")  # metric first
+    assert not _better((0.8, 0.1), (0.9, 0.6), "max")
+    assert _better((0.9, 0.2), (0.9, 0.3), "max")  # tie: lower loss wins
+    assert not _better((0.9, 0.3), (0.9, 0.3), "max")  # a full tie keeps the earlier epoch
+    assert _better((1.0, 1.0), (2.0, 2.0), "min")  # mse: lower is better
+    assert not _better((nan, 0.1), (0.5, 0.5), "max")
 
 
 def test_settings_reject_unknown_keys():

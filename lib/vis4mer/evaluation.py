@@ -114,6 +114,24 @@ def score(predictions: dict[str, np.ndarray], rows: Sequence[SplitRow], task_typ
     return float(np.mean([(float(predictions[r.video_id][0]) - float(r.label)) ** 2 for r in rows]))
 
 
+def video_loss(predictions: dict[str, np.ndarray], rows: Sequence[SplitRow], task_type: str) -> float:
+    """Mean video-level loss: NLL of the window-averaged probabilities (classification) or MSE.
+
+    Breaks ties between checkpoints of equal accuracy: of two epochs that classify the
+    same videos correctly, the more confident one is kept. NaN if there are no rows.
+    """
+    if not rows:
+        return float("nan")
+    if task_type == "regression":
+        return score(predictions, rows, task_type)
+    losses = []
+    for row in rows:
+        summed = predictions[row.video_id]
+        probability = summed[int(row.label)] / summed.sum() if int(row.label) < len(summed) else 0.0
+        losses.append(-np.log(max(float(probability), 1e-12)))
+    return float(np.mean(losses))
+
+
 def compute_metrics(
     predictions: dict[str, np.ndarray],
     rows: Sequence[SplitRow],

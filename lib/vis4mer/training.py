@@ -41,13 +41,13 @@ from tqdm.auto import tqdm
 
 from vis4mer import atomic
 from vis4mer.datasets import FeatureStore, RandomWindowDataset, describe_labels, tokens_per_frame
-from vis4mer.evaluation import metric_for, predict_videos, score
+from vis4mer.evaluation import metric_for, predict_videos, score, video_loss
 from vis4mer.splits import SplitRow
 
 logger = logging.getLogger("vis4mer.training")
 
 CHECKPOINT_FORMAT = "vis4mer-checkpoint-1"
-LOG_COLUMNS = ("epoch", "train_loss", "val_metric", "lr", "n_nonfinite_skipped", "n_padded", "seconds")
+LOG_COLUMNS = ("epoch", "train_loss", "val_metric", "val_loss", "lr", "n_nonfinite_skipped", "n_padded", "seconds")
 
 
 class NonFiniteLossError(RuntimeError):
@@ -226,7 +226,7 @@ def train_model(
     _check_plain(metadata)
 
     log: list[dict[str, Any]] = []
-    best_metric, best_epoch = math.nan, 0
+    best_metric, best_loss, best_epoch = math.nan, math.nan, 0
     consecutive_nonfinite = 0
     parameters = [p for p in model.parameters() if p.requires_grad]
     max_norm = settings.grad_clip if settings.grad_clip else math.inf
@@ -279,29 +279,32 @@ def train_model(
             batch_size=settings.eval_batch_size, device=device, task_type=task_type,
         )
         val_metric = score(predictions, val_present, task_type)
+        val_loss = video_loss(predictions, val_present, task_type)
         scheduler.step(val_metric)
         row = {
             "epoch": epoch,
             "train_loss": loss_sum / n_steps if n_steps else math.nan,
             "val_metric": val_metric,
+            "val_loss": val_loss,
             "lr": optimizer.param_groups[0]["lr"],
             "n_nonfinite_skipped": n_skipped,
             "n_padded": n_padded,
             "seconds": round(time.perf_counter() - started, 3),
         }
         log.append(row)
-        improved = _better(val_metric, best_metric, mode)
+        improved = _better((val_metric, val_loss), (best_metric, best_loss), mode)
         if improved:
-            best_metric, best_epoch = val_metric, epoch
+            best_metric, best_loss, best_epoch = val_metric, val_loss, epoch
         logger.info(
-            "run %s: epoch %d train_loss %.4f val_%s %.4f lr %.2e skipped %d padded %d (%.1fs)%s",
-            run_name, epoch, row["train_loss"], metric_name, val_metric, row["lr"], n_skipped, n_padded,
+            "run %s: epoch %d train_loss %.4f val_%s %.4f val_loss %.4f lr %.2e skipped %d padded %d (%.1fs)%s",
+            run_name, epoch, row["train_loss"], metric_name, val_metric, val_loss, row["lr"], n_skipped, n_padded,
             row["seconds"], " *best*" if improved else "",
         )
         state = {
             **metadata,
             "epoch": epoch,
             "val_metric": _json_float(val_metric),
+            "val_loss": _json_float(val_loss),
             "best_epoch": best_epoch,
             "best_val_metric": _json_float(best_metric),
             "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
@@ -323,12 +326,20 @@ def train_model(
     return TrainResult(best_epoch, best_metric, len(log), log)
 
 
-def _better(value: float, best: float, mode: str) -> bool:
+def _better(candidate: tuple[float, float], best: tuple[float, float], mode: str) -> bool:
+    """(metric, loss) beats the best so far: a better metric, or the same metric and a lower loss.
+
+    Accuracy on a small validation split ties often; the video-level loss then prefers
+    the more confident model instead of the earliest epoch that reached the accuracy.
+    """
+    (value, loss), (best_value, best_loss) = candidate, best
     if math.isnan(value):
         return False
-    if math.isnan(best):
+    if math.isnan(best_value):
         return True
-    return value > best if mode == "max" else value < best
+    if value != best_value:
+        return value > best_value if mode == "max" else value < best_value
+    return not math.isnan(loss) and (math.isnan(best_loss) or loss < best_loss)
 
 
 def _fmt(loss: torch.Tensor) -> str:
