@@ -1,0 +1,32 @@
+# Stage 4: train one model on one task of a dataset, from the stored features.
+# The test split is an input only for the set of class names (so every class gets an
+# output even if train/val lack it); its labels are never used for training.
+
+
+rule train:
+    input:
+        features=feature_shards,
+        train=lambda wildcards: run_splits(wildcards)["train"],
+        val=lambda wildcards: run_splits(wildcards)["val"],
+        test=lambda wildcards: run_splits(wildcards)["test"],
+    output:
+        best="results/{dataset}/{task}/{model}/best.pt",
+        last="results/{dataset}/{task}/{model}/last.pt",
+        log="results/{dataset}/{task}/{model}/train_log.csv",
+        curve="results/{dataset}/{task}/{model}/train_curve.png",
+    params:
+        run="{dataset}/{task}/{model}",
+        task=lambda wildcards: task_config(wildcards.dataset, wildcards.task),
+        model=lambda wildcards: model_config(wildcards.model),
+        training=lambda wildcards: training_config(),
+    log:
+        "logs/{dataset}/{task}/{model}/train.log",
+    benchmark:
+        "benchmarks/{dataset}/{task}/{model}/train.tsv"
+    threads: config["runtime"]["threads"]["train"]
+    resources:
+        gpu=1,
+    conda:
+        "../../envs/train.yaml"
+    script:
+        "../scripts/train.py"

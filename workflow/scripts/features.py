@@ -1,0 +1,35 @@
+"""Rule features: backbone tokens of every frame of one frames shard."""
+
+from _common import run_logged, runtime, set_threads, start
+
+snakemake = snakemake  # noqa: F821 (injected by Snakemake)
+logger = start(snakemake, "features")
+
+
+def main():
+    from vis4mer.features import extract_features_to_shard
+    from vis4mer.training import resolve_device
+
+    set_threads(snakemake.threads)
+    p = snakemake.params.features
+    device = resolve_device(runtime(snakemake)["device"])
+    if "init_seed" in p:  # no checkpoint: one seeded random network for all shards
+        import torch
+
+        torch.manual_seed(p["init_seed"])
+        logger.info("random backbone weights initialised with seed %d", p["init_seed"])
+    logger.info("backbone %s (img_size %s), checkpoint %s, device %s", p["backbone"], p["img_size"], p["checkpoint"], device)
+    manifest = extract_features_to_shard(
+        snakemake.input.frames,
+        snakemake.output[0],
+        backbone=p["backbone"],
+        checkpoint=p["checkpoint"],
+        batch_size=runtime(snakemake)["feature_batch_size"],
+        device=str(device),
+        img_size=p["img_size"],
+    )
+    n_ok = sum(entry["status"] == "ok" for entry in manifest.values())
+    logger.info("features for %d videos, %d skipped", n_ok, len(manifest) - n_ok)
+
+
+run_logged(logger, main)
