@@ -24,6 +24,7 @@ from pathlib import Path
 import sys
 
 from snakemake.exceptions import WorkflowError
+from snakemake.logging import logger
 from snakemake.utils import validate
 
 try:
@@ -31,7 +32,7 @@ try:
 except ImportError:  # snakemake runs from an environment without the package: use the checkout
     sys.path.insert(0, str(Path(workflow.basedir) / "lib"))
 
-from vis4mer.shards import shard_groups
+from vis4mer.shards import is_complete, shard_groups
 from vis4mer.splits import read_split_csv
 
 validate(config, schema="../schemas/config.schema.yaml")
@@ -182,6 +183,23 @@ def _local_video_files(dataset):
     return resolve_videos(local_video_ids(dataset), ds["video_dir"], list(ds["video_extensions"]))
 
 
+@lru_cache(maxsize=None)
+def checked_shard(path):
+    """`path`, after removing it if it is a half-written or foreign HDF5 file.
+
+    Shards are written to a temporary name and renamed when complete, so a file
+    without the 'complete' attribute at a shard's path was copied or written by
+    something else, mid-way; readers would refuse it (vis4mer.shards.open_shard).
+    Removing it makes Snakemake rebuild it (and what depends on it) in this run,
+    instead of trusting it by its mtime. Checked once per path per invocation
+    (also in a dry run, which then shows the rebuild).
+    """
+    if os.path.exists(path) and not is_complete(path):
+        logger.warning(f"{path} is an incomplete shard (no 'complete' attribute): removed, it will be rebuilt")
+        os.remove(path)
+    return path
+
+
 # ------------------------------------------------------------------------ input functions
 
 
@@ -225,7 +243,7 @@ def features_input(wildcards):
             f"features of dataset {wildcards.dataset!r} are configured for backbone {configured!r}, "
             f"not {wildcards.backbone!r} (datasets.{wildcards.dataset}.features.backbone)"
         )
-    inputs = {"frames": f"{RESULTS}/{wildcards.dataset}/frames/shard_{wildcards.shard}.h5"}
+    inputs = {"frames": checked_shard(f"{RESULTS}/{wildcards.dataset}/frames/shard_{wildcards.shard}.h5")}
     weights_file = dataset_config(wildcards.dataset)["features"]["checkpoint"]
     if weights_file:
         inputs["checkpoint"] = weights_file  # a changed weights file re-extracts the features
@@ -248,7 +266,10 @@ def features_params(wildcards):
 
 def feature_shards(wildcards):
     dataset = wildcards.dataset
-    return [f"{RESULTS}/{dataset}/features/{backbone_of(dataset)}/shard_{name}.h5" for name in shard_names(dataset)]
+    return [
+        checked_shard(f"{RESULTS}/{dataset}/features/{backbone_of(dataset)}/shard_{name}.h5")
+        for name in shard_names(dataset)
+    ]
 
 
 def run_splits(wildcards):
