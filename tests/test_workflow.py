@@ -1,0 +1,294 @@
+"""The Snakemake workflow: lint, config validation, dry-run DAGs, and a tiny end-to-end run.
+
+Every run happens in a temporary copy of the workflow (Snakefile, workflow/, config/,
+envs/), so results/ and .snakemake/ of the checkout are never touched.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+WORKFLOW_FILES = ("Snakefile", "workflow", "config", "envs")
+
+TINY_CONFIG = {
+    "targets": ["tiny"],
+    "shard_size": 3,  # 8 videos -> 3 shards
+    "keep_frames": True,
+    "seed": 0,
+    "datasets": {
+        "tiny": {
+            "source": "demo",
+            "demo": {
+                "n_videos": 8,
+                "seed": 1,
+                "size": 32,
+                "fps": 2.0,
+                "min_seconds": 6,
+                "max_seconds": 9,
+                "event_seconds": [1.0, 1.0],
+                "min_gap_seconds": 2.0,
+                "split_fractions": [0.5, 0.25, 0.25],  # per label: 2 train, 1 val, 1 test
+            },
+            "tasks": {"order": {"type": "classification"}},
+            "frames": {"fps": 1, "size": 32, "decoder": "decord"},
+            "features": {"backbone": "vit_tiny_patch16_224", "checkpoint": None},
+            "models": ["vis4mer", "meanpool", "transformer"],
+        }
+    },
+    "models": {
+        "vis4mer": {"arch": "vis4mer", "d_model": 8, "n_layers": 1, "dropout": 0.0, "kwargs": {"d_state": 8}},
+        "meanpool": {"arch": "meanpool", "d_model": 8, "n_layers": 1, "dropout": 0.0, "kwargs": {}},
+        "transformer": {"arch": "transformer", "d_model": 8, "n_layers": 1, "dropout": 0.0, "kwargs": {"n_heads": 1}},
+    },
+    "training": {"window_frames": 8, "tokens": "all", "batch_size": 4, "epochs": 1, "val_stride_frames": 2},
+    "evaluation": {"eval_stride_frames": 1},
+    "runtime": {"device": "cpu", "feature_batch_size": 16, "eval_batch_size": 8, "num_workers": 0, "progress": False,
+                "threads": {"frames": 1, "features": 1, "train": 1, "evaluate": 1}},
+}
+TINY_SHARDS = 3
+RUN_RULES = {"train": 3, "evaluate": 3, "confusion_plot": 3, "aggregate": 1}
+
+
+def copy_workflow(directory: Path) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    for name in WORKFLOW_FILES:
+        source = REPO / name
+        if source.is_dir():
+            shutil.copytree(source, directory / name, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy2(source, directory / name)
+    return directory
+
+
+def snakemake(workdir: Path, *args: str, timeout: int = 300) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return subprocess.run(
+        [sys.executable, "-m", "snakemake", *args],
+        cwd=workdir, capture_output=True, text=True, timeout=timeout, env=env,
+    )
+
+
+def job_counts(output: str) -> dict[str, int]:
+    """The 'Job stats' table of a Snakemake run or dry-run, without the total."""
+    match = re.search(r"Job stats:\n.*?\n-+\s+-+\n(.*?)\n(?:\s*\n|$)", output, re.S)
+    if not match:
+        return {}
+    counts = {}
+    for line in match.group(1).splitlines():
+        name, count = line.split()
+        counts[name] = int(count)
+    counts.pop("total", None)
+    return counts
+
+
+def write_config(path: Path, config: dict) -> Path:
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return path
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory) -> Path:
+    return copy_workflow(tmp_path_factory.mktemp("workflow"))
+
+
+# ----------------------------------------------------------------------------- static checks
+
+
+def test_lint_is_clean(workdir):
+    result = snakemake(workdir, "--lint")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Congratulations, your workflow is in a good condition" in result.stdout + result.stderr
+
+
+def test_conda_envs_pin_the_versions_of_requirements(workdir):
+    pins = {}
+    for line in (REPO / "requirements" / "base.txt").read_text().splitlines():
+        line = line.split("#")[0].strip()
+        if "==" in line:
+            name, version = line.split("==")
+            pins[name.lower()] = version
+    rule_envs = set()
+    for smk in (workdir / "workflow" / "rules").glob("*.smk"):
+        rule_envs.update(re.findall(r'conda:\s*\n\s*"\.\./\.\./(envs/[^"]+)"', smk.read_text()))
+    assert rule_envs == {"envs/video.yaml", "envs/train.yaml"}
+    for env_file in rule_envs:
+        env = yaml.safe_load((REPO / env_file).read_text())
+        assert env["channels"] and "python=3.11" in env["dependencies"]
+        pip = next(item["pip"] for item in env["dependencies"] if isinstance(item, dict))
+        for requirement in pip:
+            name, version = requirement.split("==")
+            assert pins.get(name.lower()) == version, f"{env_file}: {requirement} differs from requirements/base.txt"
+
+
+@pytest.mark.parametrize(
+    ("override", "expected"),
+    [
+        ({"shard_sise": 4}, ["shard_sise", "Additional properties are not allowed"]),
+        ({"shard_size": "four"}, ["shard_size", "'four' is not of type 'integer'"]),
+        ({"training": {"window_frame": 60}}, ["window_frame", "Additional properties"]),
+        ({"datasets": {"demo": {"frames": {"fps": 1, "size": 64, "decoder": "opencv"}}}}, ["decoder", "opencv"]),
+        ({"datasets": {"demo": {"models": ["vis4mer", "lstm"]}}}, ["datasets.demo.models", "lstm"]),
+    ],
+)
+def test_config_errors_fail_at_start_naming_the_key(workdir, tmp_path, override, expected):
+    config = write_config(tmp_path / "bad.yaml", override)
+    result = snakemake(workdir, "-n", "--configfile", str(REPO / "config" / "demo.yaml"), str(config), "--", "results/demo/all.json")
+    assert result.returncode != 0
+    output = result.stdout + result.stderr
+    for text in expected:
+        assert text in output, output[-3000:]
+
+
+# ----------------------------------------------------------------------------- dry runs
+
+
+def test_demo_dry_run_lists_every_stage_with_shard_counts(workdir):
+    result = snakemake(workdir, "-n", "--configfile=config/demo.yaml", "results/demo/all.json")
+    assert result.returncode == 0, result.stderr[-3000:]
+    demo = yaml.safe_load((REPO / "config" / "demo.yaml").read_text())
+    shards = -(-demo["datasets"]["demo"]["demo"]["n_videos"] // demo["shard_size"])
+    assert job_counts(result.stdout + result.stderr) == {
+        "demo_videos": 1, "frames": shards, "features": shards,
+        "train": 3, "evaluate": 3, "confusion_plot": 3, "aggregate": 1,
+    }
+    assert "results/demo/features/vit_tiny_patch16_224/shard_0007.h5" in result.stdout
+    # the shard size comes from the config
+    result = snakemake(workdir, "-n", "--configfile=config/demo.yaml", "--config", "shard_size=50", "--", "results/demo/all.json")
+    assert job_counts(result.stdout + result.stderr)["features"] == 3
+
+
+def test_local_dataset_shards_follow_its_split_files(workdir, tmp_path):
+    """A local dataset: shards from the union of the split files; absent videos are not inputs."""
+    from vis4mer.splits import SplitRow, write_split_csv
+
+    data = tmp_path / "data"
+    ids = [f"vid{i:02d}" for i in range(10)]
+    for task, chunk in (("genre", ids[:7]), ("like", ids[3:])):  # overlapping, 10 distinct ids
+        for split, rows in zip(("train", "val", "test"), (chunk[:3], chunk[3:5], chunk[5:])):
+            write_split_csv(data / "splits" / task / f"{split}.csv", [SplitRow(v, i % 2, None) for i, v in enumerate(rows)])
+    (data / "videos").mkdir()
+    for vid in ids[:-1]:  # the last video is missing
+        (data / "videos" / f"{vid}.mkv").write_bytes(b"not really a video")
+    config = {
+        "targets": ["mine"],
+        "shard_size": 4,
+        "datasets": {
+            "mine": {
+                "source": "local",
+                "video_dir": str(data / "videos"),
+                "split_dir": str(data / "splits"),
+                "tasks": {"genre": {"type": "classification"}, "like": {"type": "regression"}},
+                "frames": {"fps": 1, "size": 224},
+                "features": {"backbone": "vit_large_patch16_224"},
+                "models": ["vis4mer"],
+            }
+        },
+    }
+    path = write_config(tmp_path / "local.yaml", config)
+    result = snakemake(workdir, "-n", "--configfile", str(path))
+    assert result.returncode == 0, result.stderr[-3000:]
+    counts = job_counts(result.stdout + result.stderr)
+    assert counts == {"frames": 3, "features": 3, "train": 2, "evaluate": 2, "confusion_plot": 1, "aggregate": 1, "all": 1}
+    assert "vid08.mkv" in result.stdout  # videos are inputs of their shard's frames job...
+    assert "vid09." not in result.stdout  # ...except the missing one (the frames stage records it as skipped)
+    # a missing split file is reported clearly
+    shutil.rmtree(data / "splits" / "like")
+    result = snakemake(workdir, "-n", "--configfile", str(path))
+    assert result.returncode != 0 and "like/train.csv does not exist" in result.stdout + result.stderr
+
+
+# ----------------------------------------------------------------------------- end to end
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    workdir = copy_workflow(tmp_path_factory.mktemp("tiny"))
+    config = write_config(workdir / "config" / "tiny.yaml", TINY_CONFIG)
+    result = snakemake(workdir, "--cores", "2", "--configfile", str(config), timeout=600)
+    assert result.returncode == 0, (result.stdout + result.stderr)[-5000:]
+    return workdir, config, result
+
+
+@pytest.mark.slow
+def test_tiny_end_to_end_run(tiny_run):
+    workdir, _, result = tiny_run
+    assert job_counts(result.stdout + result.stderr) == {"demo_videos": 1, "frames": TINY_SHARDS, "features": TINY_SHARDS, **RUN_RULES, "all": 1}
+    results = workdir / "results" / "tiny"
+    collected = json.loads((results / "all.json").read_text())
+    assert collected["dataset"] == "tiny" and collected["n_runs"] == 3
+    assert list(collected["results"]) == ["order"]
+    assert list(collected["results"]["order"]) == ["vis4mer", "meanpool", "transformer"]
+    for model, metrics in collected["results"]["order"].items():
+        assert metrics["task"] == "order" and metrics["model"] == model
+        assert metrics["metric"] == "accuracy" and 0.0 <= metrics["value"] <= 1.0
+        assert metrics["n_total"] == 2 and metrics["n_evaluated"] == 2 and metrics["n_missing"] == 0
+        assert metrics["confusion"]["labels"] == ["a_first", "b_first"]
+        assert sum(map(sum, metrics["confusion"]["matrix"])) == 2
+        assert metrics["window_frames"] == 8 and metrics["eval_stride_frames"] == 1
+        run = results / "order" / model
+        for name in ("best.pt", "last.pt", "train_log.csv", "train_curve.png", "metrics.json", "confusion.png"):
+            assert (run / name).stat().st_size > 0, name
+        log = (run / "train_log.csv").read_text().splitlines()
+        assert log[0].startswith("epoch,train_loss,val_metric") and len(log) == 2  # 1 epoch
+    summary = (results / "summary.md").read_text()
+    assert "| order | vis4mer | accuracy |" in summary and "| 2/2 |" in summary
+    # every rule logged; heavy rules benchmarked; features come from shards of 3 videos
+    logs = workdir / "logs" / "tiny"
+    assert (logs / "order" / "vis4mer" / "train.log").read_text().count("device cpu") == 1
+    assert "decoded 3 videos" in (logs / "frames" / "shard_0000.log").read_text()
+    for bench in ("frames/shard_0000.tsv", "features/vit_tiny_patch16_224/shard_0002.tsv", "order/meanpool/train.tsv", "order/meanpool/evaluate.tsv"):
+        assert (workdir / "benchmarks" / "tiny" / bench).exists(), bench
+    assert not list(results.rglob("*.tmp-*"))
+
+
+@pytest.mark.slow
+def test_second_run_has_nothing_to_do(tiny_run):
+    workdir, config, _ = tiny_run
+    result = snakemake(workdir, "--cores", "2", "--configfile", str(config))
+    assert result.returncode == 0
+    assert "Nothing to be done" in result.stdout + result.stderr
+    assert job_counts(result.stdout + result.stderr) == {}
+
+
+@pytest.mark.slow
+def test_forcerun_features_reruns_features_and_downstream_only(tiny_run):
+    workdir, config, _ = tiny_run
+    result = snakemake(workdir, "-n", "--configfile", str(config), "--forcerun", "features")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert job_counts(result.stdout + result.stderr) == {"features": TINY_SHARDS, **RUN_RULES, "all": 1}
+
+
+@pytest.mark.slow
+def test_frames_are_temporary_unless_kept(tiny_run):
+    workdir, config, _ = tiny_run
+    frames = sorted((workdir / "results" / "tiny" / "frames").glob("shard_*.h5"))
+    assert len(frames) == TINY_SHARDS  # keep_frames: true
+    kept = snakemake(workdir, "-n", "--configfile", str(config), "--delete-temp-output")
+    assert "shard_0000.h5" not in kept.stdout + kept.stderr
+    temp = snakemake(workdir, "-n", "--configfile", str(config), "--config", "keep_frames=False", "--delete-temp-output")
+    assert "results/tiny/frames/shard_0000.h5" in temp.stdout + temp.stderr
+
+
+@pytest.mark.slow
+def test_half_written_shard_is_detected_and_rebuilt(tiny_run):
+    """Runs last: it removes a shard of the shared tiny run."""
+    workdir, config, _ = tiny_run
+    shard = workdir / "results" / "tiny" / "features" / "vit_tiny_patch16_224" / "shard_0001.h5"
+    shard.write_bytes(shard.read_bytes()[:4096])  # as if copied mid-write
+    result = snakemake(workdir, "-n", "--configfile", str(config), "--forcerun", "train")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "shard_0001.h5 is an incomplete shard" in result.stdout + result.stderr
+    assert not shard.exists()  # removed so that it is rebuilt, never read
+    counts = job_counts(result.stdout + result.stderr)
+    assert counts == {"features": 1, **RUN_RULES, "all": 1}
+    assert "features/vit_tiny_patch16_224/shard_0001.h5" in result.stdout
