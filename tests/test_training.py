@@ -98,6 +98,21 @@ def test_regression_run_uses_mse_and_min_mode(tmp_path):
     assert result.best_val_metric == min(row["val_metric"] for row in log)
 
 
+def test_validation_every_n_epochs_and_after_the_last(tmp_path):
+    shards, splits, _ = separable_dataset(tmp_path)
+    out = outputs_in(tmp_path / "sparse")
+    result = train_model(
+        run_name="toy/sign/meanpool", task_type="classification", feature_shards=shards,
+        train_rows=splits["train"], val_rows=splits["val"], model_spec=ModelSpec(arch="meanpool", d_model=8, n_layers=1),
+        settings=settings(epochs=5, val_every_epochs=2, num_workers=2), outputs=out,
+    )
+    log = read_log_csv(out.log)
+    validated = [row["epoch"] for row in log if not math.isnan(row["val_metric"])]
+    assert validated == [2, 4, 5]
+    assert result.best_epoch in validated
+    assert out.curve.exists()
+
+
 def test_training_is_reproducible_with_a_seed(tmp_path):
     shards, splits, _ = separable_dataset(tmp_path)
     logs = []
