@@ -9,7 +9,6 @@ H·(N + L) (what the inputs and outputs need) and H·N·L (a materialised interm
 
 from __future__ import annotations
 
-import argparse
 import math
 import sys
 from pathlib import Path
@@ -18,12 +17,13 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_model import backends  # noqa: E402
-from common import isolated, time_repeated, write_json  # noqa: E402
+from common import fastest, isolated, parse_args, plot_bars, time_repeated, write_json  # noqa: E402
 
 LVU_LAYERS = [(1024, 11820), (512, 5910), (256, 2955)]
 PRESETS = {
     "lvu": dict(layers=LVU_LAYERS, d_state=64, warmup=2, repeats=5),
     "cpu": dict(layers=[(h // 4, length // 4) for h, length in LVU_LAYERS], d_state=64, warmup=1, repeats=3),
+    "tiny": dict(layers=[(4, 64)], d_state=8, warmup=0, repeats=1),
 }
 NUMERATORS = 4  # k00, k01, k10, k11
 
@@ -62,12 +62,8 @@ def _case(backend_name: str, heads: int, length: int, d_state: int, device: str,
     }
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--preset", choices=PRESETS, default="cpu")
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    args = parser.parse_args()
-    preset = PRESETS[args.preset]
+def main(argv: list[str] | None = None) -> dict:
+    args, preset = parse_args(__doc__, PRESETS, argv)
     results = []
     for heads, length in preset["layers"]:
         for name in backends(args.device):
@@ -75,8 +71,17 @@ def main() -> None:
             result.setdefault("backend", name)
             print(result, flush=True)
             results.append(result)
-    path = write_json(f"cauchy_{args.preset}", {"preset": args.preset, "results": results})
-    print(f"wrote {path}")
+    name = f"cauchy_{args.preset}"
+    payload = {"preset": args.preset, "device": args.device, "size": preset, "results": results}
+    path = write_json(name, payload)
+    labels = [f"H={r.get('H', '?')} L={r.get('L', '?')} {r['backend']}" for r in results]
+    panels = [
+        dict(title=f"{phase.replace('_', ' + ')} (N={preset['d_state']})", xlabel="seconds", log=True,
+             bars={label: fastest(r.get(phase, {})) for label, r in zip(labels, results)})
+        for phase in ("forward", "forward_backward")
+    ]
+    print(f"wrote {path} and {plot_bars(name, panels, f'Cauchy sum per backend ({args.device})')}")
+    return payload
 
 
 if __name__ == "__main__":

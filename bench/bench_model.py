@@ -7,18 +7,18 @@ and of the Transformer baseline at the same size.
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import isolated, time_repeated, write_json  # noqa: E402
+from common import fastest, isolated, parse_args, plot_bars, time_repeated, write_json  # noqa: E402
 
 PRESETS = {
     "cpu": dict(batch=2, d_input=256, d_model=256, length=2048, n_layers=3, warmup=1, repeats=3),
     "lvu": dict(batch=16, d_input=1024, d_model=1024, length=11820, n_layers=3, warmup=2, repeats=5),
+    "tiny": dict(batch=1, d_input=16, d_model=16, length=64, n_layers=2, warmup=0, repeats=1),
 }
 
 
@@ -56,12 +56,8 @@ def backends(device: str) -> list[str]:
     return names
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--preset", choices=PRESETS, default="cpu")
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    args = parser.parse_args()
-    size = PRESETS[args.preset]
+def main(argv: list[str] | None = None) -> dict:
+    args, size = parse_args(__doc__, PRESETS, argv)
     cases = [("s4_layer", b) for b in backends(args.device)] + [("vis4mer", b) for b in backends(args.device)]
     cases.append(("transformer", "sdpa"))
     results = []
@@ -70,8 +66,17 @@ def main() -> None:
         result.setdefault("case", kind), result.setdefault("backend", backend)
         print(result, flush=True)
         results.append(result)
-    path = write_json(f"model_{args.preset}", {"preset": args.preset, "size": size, "results": results})
-    print(f"wrote {path}")
+    name = f"model_{args.preset}"
+    payload = {"preset": args.preset, "device": args.device, "size": size, "results": results}
+    path = write_json(name, payload)
+    labels = [f"{r['case']} ({r['backend']})" for r in results]
+    panels = [
+        dict(title="forward + backward", xlabel="seconds", bars={k: fastest(r) for k, r in zip(labels, results)}),
+        dict(title="memory above model and input", xlabel="MiB", bars={k: r.get("peak_extra_mib") for k, r in zip(labels, results)}),
+    ]
+    title = f"B={size['batch']}, d_model={size['d_model']}, L={size['length']} ({args.device})"
+    print(f"wrote {path} and {plot_bars(name, panels, title)}")
+    return payload
 
 
 if __name__ == "__main__":
