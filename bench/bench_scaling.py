@@ -1,0 +1,98 @@
+"""ViS4mer against self-attention as the sequence grows: training-step time (forward, backward,
+AdamW step) and peak memory of `vis4mer.ViS4mer` and `vis4mer.TransformerBaseline` (same
+width and depth, SDPA attention), side by side at each length L, and their ratios.
+
+    python bench/bench_scaling.py --preset lvu   # B=16, d_model=1024, L = 1k .. 11820 (GPU)
+    python bench/bench_scaling.py --preset cpu   # B=2, d_model=128, L = 256 .. 4096
+
+The paper reports 2.63x faster and 8x less memory than a Transformer at LVU length; a
+Transformer that runs out of CUDA memory is recorded as "oom". Time ratios use the fastest
+repeat; the memory ratio compares peak_extra_mib, the memory the step needs above the model
+and its input. Both models train in fp32; bench_speedups.py measures
+what bf16 autocast adds. The CPU preset also runs ViS4mer with the keops Cauchy backend.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import fastest, isolated, parse_args, plot_lines, ratio, train_step_case, write_json  # noqa: E402
+
+# series: key -> (model, Cauchy backend, label); "vis4mer" and "transformer" are always run
+SERIES = {
+    "vis4mer": ("vis4mer", "auto", "ViS4mer"),
+    "vis4mer_keops": ("vis4mer", "keops", "ViS4mer (keops Cauchy)"),
+    "transformer": ("transformer", "auto", "Transformer (SDPA)"),
+}
+PRESETS = {
+    "lvu": dict(batch=16, d_input=1024, d_model=1024, n_layers=3, lengths=[1024, 2048, 4096, 8192, 11820], warmup=2, repeats=5,
+                series=["vis4mer", "transformer"]),
+    # on CPU "auto" is the torch Cauchy reference, whose chunked [H, L_chunk, N/2] temporaries
+    # dominate the step's memory at these sizes; the keops series shows the step without them
+    "cpu": dict(batch=2, d_input=128, d_model=128, n_layers=3, lengths=[256, 512, 1024, 2048, 4096], warmup=1, repeats=3,
+                series=["vis4mer", "vis4mer_keops", "transformer"]),
+    "tiny": dict(batch=1, d_input=16, d_model=16, n_layers=2, lengths=[32, 64], warmup=0, repeats=1,
+                 series=["vis4mer", "transformer"]),
+}
+
+
+def measure(preset: dict, device: str) -> list[dict]:
+    """One row per L: each series' timing (or error), and the Transformer / ViS4mer ratios of
+    time (fastest repeat) and step memory for every ViS4mer series (suffix _<series>, none for
+    the default "vis4mer")."""
+    rows = []
+    for length in preset["lengths"]:
+        size = preset | {"length": length}
+        row = {"length": length}
+        for key in preset["series"]:
+            model, backend, _ = SERIES[key]
+            row[key] = isolated(train_step_case, model, size, device, False, backend)
+            print(length, key, row[key], flush=True)
+        for key in preset["series"]:
+            if key.startswith("vis4mer"):
+                suffix = key[len("vis4mer"):]
+                row["time_ratio" + suffix] = ratio(fastest(row["transformer"]), fastest(row[key]))
+                row["memory_ratio" + suffix] = ratio(row["transformer"].get("peak_extra_mib"), row[key].get("peak_extra_mib"))
+        rows.append(row)
+    return rows
+
+
+def plot(name: str, rows: list[dict], series: list[str], title: str):
+    lengths = [row["length"] for row in rows]
+    panels = []
+    for key, ratio_key, ylabel in [("min_seconds", "time_ratio", "training step (s)"), ("peak_extra_mib", "memory_ratio", "step memory (MiB)")]:
+        lines = {SERIES[s][2]: (lengths, [row[s].get(key) for row in rows]) for s in series}
+        notes = []
+        for row in rows:
+            transformer = row["transformer"]
+            if "error" in transformer:
+                notes.append((row["length"], row["vis4mer"].get(key) or 1, transformer["error"][:12]))
+            elif row[ratio_key] is not None:
+                notes.append((row["length"], transformer[key], f"×{row[ratio_key]:.2g}"))
+        panels.append(dict(xlabel="sequence length L", ylabel=ylabel, series=lines, notes=notes, xticks=lengths,
+                           title=f"{ylabel.split(' (')[0]}; ×: Transformer / ViS4mer"))
+    return plot_lines(name, panels, title)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args, preset = parse_args(__doc__, PRESETS, argv)
+    rows = measure(preset, args.device)
+    name = f"scaling_{args.preset}"
+    longest = rows[-1]
+    payload = {
+        "preset": args.preset,
+        "device": args.device,
+        "size": preset,
+        "results": rows,
+        "headline": {"length": longest["length"], **{k: v for k, v in longest.items() if k.startswith(("time_ratio", "memory_ratio"))}},
+    }
+    path = write_json(name, payload)
+    title = f"Transformer / ViS4mer training step, B={preset['batch']}, d_model={preset['d_model']} ({args.device})"
+    print(f"wrote {path} and {plot(name, rows, preset['series'], title)}")
+    return payload
+
+
+if __name__ == "__main__":
+    main()
