@@ -1,0 +1,93 @@
+"""The headline numbers of one device's benchmark JSON as a Markdown table (what the README's
+Benchmarks section quotes), read from the files, never typed by hand.
+
+    python bench/summary.py --preset cpu               # this machine's device tag
+    python bench/summary.py --preset lvu --tag nvidia_h100_80gb_hbm3
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import device_tag, results_dir  # noqa: E402
+
+
+def _load(script: str, preset: str, tag: str) -> dict | None:
+    path = results_dir() / f"{script}_{preset}_{tag}.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def _x(value) -> str:
+    return f"{value:.3g}×" if isinstance(value, (int, float)) else "n/a"
+
+
+def _num(value, unit: str = "") -> str:
+    return f"{value:.3g}{unit}" if isinstance(value, (int, float)) else "n/a"
+
+
+def rows(preset: str, tag: str) -> list[tuple[str, str, str]]:
+    """(measurement, value, size) rows for whatever JSON exists for this preset and tag."""
+    out = []
+    if scaling := _load("scaling", preset, tag):
+        size, head = scaling["size"], scaling["headline"]
+        where = f"B={size['batch']}, d_model={size['d_model']}, L={head['length']}"
+        out.append(("Transformer / ViS4mer training-step time", _x(head["time_ratio"]), where))
+        out.append(("Transformer / ViS4mer training-step memory", _x(head["memory_ratio"]), where))
+    if speedups := _load("speedups", preset, tag):
+        results, step = speedups["results"], speedups["size"]["step"]
+        where = f"B={step['batch']}, d_model={step['d_model']}, L={step['length']}"
+        out.append(("fp32 / bf16-autocast ViS4mer step time", _x(results["autocast"]["time_ratio"]), where))
+        for row in results["fft"]:
+            batch, heads, length = row["shape"]
+            out.append((
+                f"FFT conv fwd+bwd, n={row['naive']} / n={row['fast']}",
+                _x(row["forward_backward_ratio"]),
+                f"[B, H, L] = [{batch}, {heads}, {length}]",
+            ))
+        cauchy = results["cauchy"]
+        for pair, value in cauchy["forward_backward_ratios"].items():
+            out.append((f"Cauchy fwd+bwd, {pair}", _x(value), f"H={cauchy['shape']['heads']}, L={cauchy['shape']['length']}"))
+        storage = results["storage"]
+        layout = storage["layout"]
+        where = f"{layout['videos']} × [{layout['frames']}·{layout['tokens']}, {layout['dim']}], batch {layout['batch']}"
+        out.append(("fp64 / fp16 HDF5 batch read, cold cache", _x(storage["cold_read_ratio"]), where))
+        out.append(("fp64 / fp16 HDF5 batch read, warm cache", _x(storage["warm_read_ratio"]), where))
+        out.append(("fp64 / fp16 HDF5 file size", _x(storage["file_size_ratio"]), where))
+    if floor := _load("floor", preset, tag):
+        size = floor["size"]
+        where = f"B={size['batch']}, d_model={size['d_model']}, L={size['length']}"
+        for precision, multiple in floor["measured_over_floor"].items():
+            bound = floor["floor"][precision]["bound"]
+            out.append((f"measured step / floor ({precision}, {bound}-bound)", _x(multiple), where))
+    if extraction := _load("extraction", preset, tag):
+        vit, head = extraction["vit"], extraction["headline"]
+        out.append((f"{vit['model']} frames/s (roofline {_num(head['vit_roofline_frames_per_s'])})",
+                    _num(head["vit_frames_per_s"]), f"{_num(head['vit_fraction_of_roofline'])} of roofline"))
+        for name in ("decord", "torchcodec"):
+            out.append((f"{name} decode at 1 fps, frames/s per core", _num(head.get(f"{name}_frames_per_s_per_core")), "640×360 H.264"))
+        out.append(("decord / torchcodec decode speed", _x(head["decord_over_torchcodec_speed"]), "same files"))
+    return out
+
+
+def table(preset: str, tag: str) -> str:
+    lines = ["| measurement | value | size |", "| --- | --- | --- |"]
+    lines += [f"| {name} | {value} | {where} |" for name, value, where in rows(preset, tag)]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> str:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--preset", default="cpu")
+    parser.add_argument("--tag", default=None, help="device tag in the file names (default: this machine's)")
+    args = parser.parse_args(argv)
+    text = table(args.preset, args.tag or device_tag())
+    print(text)
+    return text
+
+
+if __name__ == "__main__":
+    main()
