@@ -185,7 +185,7 @@ def test_too_many_consecutive_nonfinite_steps_stop_the_run(tmp_path):
     assert "toy/sign/nan" in message  # names the run
     assert "4 consecutive" in message and "max_consecutive_nonfinite=3" in message
     assert "epoch 3" in message  # NaN from step 3: steps 3, 4 (epoch 2), 5, 6 (epoch 3)
-    assert str(out.best) in message
+    assert f"{out.best} (best, epoch 1)" in message and f"{out.last} (epoch 2)" in message
     # the last good checkpoint (end of epoch 1 was the best, epoch 2 the last) is kept
     assert out.best.exists() and out.last.exists()
     assert torch.load(out.last, weights_only=True)["epoch"] == 2

@@ -255,11 +255,9 @@ def train_model(
                 consecutive_nonfinite += 1
                 logger.warning("run %s: epoch %d step %d: non-finite loss/gradient (%s), step skipped", run_name, epoch, step, _fmt(loss))
                 if consecutive_nonfinite > settings.max_consecutive_nonfinite:
-                    kept = (
-                        f"last good checkpoints kept: {outputs.best} (epoch {best_epoch}), {outputs.last}"
-                        if best_epoch
-                        else "no checkpoint had been written yet"
-                    )
+                    saved = [f"{outputs.best} (best, epoch {best_epoch})"] if best_epoch else []
+                    saved += [f"{outputs.last} (epoch {epoch - 1})"] if epoch > 1 else []
+                    kept = f"last good checkpoints kept: {', '.join(saved)}" if saved else "no checkpoint had been written yet"
                     raise NonFiniteLossError(
                         f"training run {run_name} stopped: {consecutive_nonfinite} consecutive steps with a "
                         f"non-finite loss or gradient (max_consecutive_nonfinite={settings.max_consecutive_nonfinite}) "
