@@ -60,9 +60,9 @@ def runtime(snakemake) -> dict:
 
 
 def run_logged(logger: logging.Logger, main) -> None:
-    """Run `main()`; log any exception with its traceback before re-raising it."""
+    """Run `main()`; log a time-stamped line for a failure (its traceback follows in the log)."""
     try:
         main()
-    except Exception:
-        logger.exception("failed")
+    except Exception as error:
+        logger.error("failed: %s: %s", type(error).__name__, error)
         raise
