@@ -14,6 +14,7 @@ from vis4mer.datasets import (
     describe_labels,
     pad_window,
     random_window_start,
+    read_task_rows,
     resolve_videos,
     tokens_per_frame,
     window_starts,
@@ -202,3 +203,17 @@ def test_resolve_videos_prefers_listed_extension_order(tmp_path):
     assert videos["a"].name == "a.mp4"
     assert videos["b"].name == "b.webm"
     assert videos["c"] == tmp_path / "c.mp4" and not videos["c"].exists()
+
+
+def test_read_task_rows_lvu_regression_labels(tmp_path):
+    like = tmp_path / "like.csv"
+    like.write_text("like_count dislike_count youtube_id imdb_id\n90 10 a tt1\n30 10 b tt2\n")
+    rows = read_task_rows(like, "youtube_id", "like_count", {"ratio_with": "dislike_count", "scale": 10.0, "offset": -9.0})
+    assert [(r.video_id, pytest.approx(r.label)) for r in rows] == [("a", 0.0), ("b", -1.5)]
+    views = tmp_path / "views.csv"
+    views.write_text("view_count youtube_id imdb_id\n1000 a tt1\n10 b tt2\n")
+    rows = read_task_rows(views, "youtube_id", "view_count", {"log": True, "offset": -np.log(100.0)})
+    assert [r.label for r in rows] == pytest.approx([np.log(10.0), -np.log(10.0)])
+    assert read_task_rows(views, "youtube_id", "view_count")[0].label == 1000
+    with pytest.raises(ValueError, match="unknown label_transform"):
+        read_task_rows(views, "youtube_id", "view_count", {"sqrt": True})

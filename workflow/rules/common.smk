@@ -61,6 +61,9 @@ def _check_config():
                 f"config: datasets.{name}.tasks must be exactly {{{DEMO_TASK}: ...}} for a demo dataset "
                 f"(the generator writes only that task), got {sorted(dataset['tasks'])}"
             )
+        for task, spec in dataset["tasks"].items():
+            if spec.get("label_transform") and spec["type"] != "regression":
+                raise WorkflowError(f"config: datasets.{name}.tasks.{task}.label_transform is for regression tasks only")
         if dataset["source"] == "demo" and dataset["tasks"][DEMO_TASK]["type"] != "classification":
             raise WorkflowError(f"config: datasets.{name}.tasks.{DEMO_TASK}.type must be classification")
 
@@ -102,6 +105,7 @@ def task_config(dataset, task):
         "type": spec["type"],
         "id_column": spec.get("id_column", ds["id_column"]),
         "label_column": spec.get("label_column", ds["label_column"]),
+        "label_transform": dict(spec.get("label_transform", {})),
     }
 
 

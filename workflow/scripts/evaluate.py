@@ -9,11 +9,11 @@ logger = start(snakemake, "evaluate")
 def main():
     from vis4mer.atomic import write_json
     from vis4mer.evaluation import evaluate_checkpoint
-    from vis4mer.splits import read_split_csv
+    from vis4mer.datasets import read_task_rows
 
     set_threads(snakemake.threads)
     task = snakemake.params.task
-    rows = read_split_csv(snakemake.input.test, task["id_column"], task["label_column"])
+    rows = read_task_rows(snakemake.input.test, task["id_column"], task["label_column"], task["label_transform"])
     metrics = evaluate_checkpoint(
         snakemake.input.checkpoint,
         list(snakemake.input.features),

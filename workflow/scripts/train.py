@@ -10,7 +10,7 @@ logger = start(snakemake, "train")
 
 
 def main():
-    from vis4mer.splits import read_split_csv
+    from vis4mer.datasets import read_task_rows
     from vis4mer.training import ModelSpec, NonFiniteLossError, TrainOutputs, TrainSettings, train_model
 
     set_threads(snakemake.threads)
@@ -26,7 +26,7 @@ def main():
         }
     )
     rows = {
-        split: read_split_csv(getattr(snakemake.input, split), task["id_column"], task["label_column"])
+        split: read_task_rows(getattr(snakemake.input, split), task["id_column"], task["label_column"], task["label_transform"])
         for split in ("train", "val", "test")
     }
     outputs = TrainOutputs(snakemake.output.best, snakemake.output.last, snakemake.output.log, snakemake.output.curve)
