@@ -24,22 +24,22 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import isolated, matmul_rate, parse_args, plot_bars, ratio, time_repeated, write_json  # noqa: E402
+from common import isolated, matmul_rate, parse_args, plot_bars, ratio, side_by_side, time_repeated, write_json  # noqa: E402
 
 DECODERS = ("decord", "torchcodec")
 VIDEO = dict(width=640, height=360, fps=30, seconds=20, sample_fps=1.0, size=224)
 PRESETS = {
     "lvu": dict(
         vit=dict(model="vit_large_patch16_224", img_size=224, batch=64, warmup=2, repeats=5),
-        gemm=dict(n=8192, repeats=10), decode=dict(VIDEO, videos=4),
+        gemm=dict(n=16384, repeats=10), decode=dict(VIDEO, videos=4, rounds=1),
     ),
     "cpu": dict(
         vit=dict(model="vit_large_patch16_224", img_size=224, batch=2, warmup=1, repeats=1),
-        gemm=dict(n=2048, repeats=3), decode=dict(VIDEO, videos=2),
+        gemm=dict(n=2048, repeats=3), decode=dict(VIDEO, videos=2, rounds=2),
     ),
     "tiny": dict(
         vit=dict(model="vit_tiny_patch16_224", img_size=32, batch=1, warmup=0, repeats=1),
-        gemm=dict(n=64, repeats=1), decode=dict(width=64, height=48, fps=10, seconds=2, sample_fps=1.0, size=32, videos=1),
+        gemm=dict(n=64, repeats=1), decode=dict(width=64, height=48, fps=10, seconds=2, sample_fps=1.0, size=32, videos=1, rounds=1),
     ),
 }
 
@@ -148,7 +148,8 @@ def measure_decode(preset: dict) -> dict:
             paths.append(str(Path(directory) / f"video_{i}.mp4"))
             write_test_video(Path(paths[-1]), preset["width"], preset["height"], preset["fps"], preset["seconds"], seed=i)
         encode_seconds = time.perf_counter() - start
-        results = {name: isolated(decode_case, name, paths, preset["sample_fps"], preset["size"]) for name in DECODERS}
+        cases = {name: (decode_case, name, paths, preset["sample_fps"], preset["size"]) for name in DECODERS}
+        results = side_by_side(cases, preset["rounds"], key=lambda r: r.get("seconds"))
     seconds = {name: result.get("seconds") for name, result in results.items()}
     return {
         "videos": preset,

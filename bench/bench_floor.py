@@ -26,7 +26,7 @@ from pathlib import Path
 from scipy.fft import next_fast_len
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import copy_bandwidth, fastest, isolated, matmul_rate, parse_args, plot_bars, ratio, train_step_case, write_json  # noqa: E402
+from common import copy_bandwidth, fastest, isolated, matmul_rate, parse_args, plot_bars, ratio, side_by_side, train_step_case, write_json  # noqa: E402
 
 FLOAT = 4  # bytes per fp32 value
 COMPLEX = 8  # bytes per complex64 value
@@ -34,15 +34,15 @@ N_CLASSES = 10
 PRESETS = {
     "lvu": dict(
         step=dict(batch=16, d_input=1024, d_model=1024, n_layers=3, d_state=64, length=11820, warmup=2, repeats=5),
-        gemm=dict(fp32=8192, bf16=8192, repeats=10), copy=dict(mib=2048, repeats=10),
+        gemm=dict(fp32=8192, bf16=16384, repeats=10), copy=dict(mib=2048, repeats=10), rounds=1,
     ),
     "cpu": dict(
         step=dict(batch=2, d_input=128, d_model=128, n_layers=3, d_state=64, length=4096, warmup=1, repeats=3),
-        gemm=dict(fp32=2048, bf16=1024, repeats=3), copy=dict(mib=256, repeats=5),
+        gemm=dict(fp32=2048, bf16=1024, repeats=3), copy=dict(mib=256, repeats=5), rounds=2,
     ),
     "tiny": dict(
         step=dict(batch=1, d_input=16, d_model=16, n_layers=2, d_state=64, length=64, warmup=0, repeats=1),
-        gemm=dict(fp32=64, bf16=64, repeats=1), copy=dict(mib=1, repeats=1),
+        gemm=dict(fp32=64, bf16=64, repeats=1), copy=dict(mib=1, repeats=1), rounds=1,
     ),
 }
 
@@ -163,10 +163,8 @@ def main(argv: list[str] | None = None) -> dict:
         "bf16": isolated(matmul_rate, args.device, "bfloat16", gemm["bf16"], gemm["repeats"]),
     }
     copy = isolated(copy_bandwidth, args.device, preset["copy"]["mib"], preset["copy"]["repeats"])
-    measured = {
-        "fp32": isolated(train_step_case, "vis4mer", size, args.device, False),
-        "bf16": isolated(train_step_case, "vis4mer", size, args.device, True),
-    }
+    cases = {precision: (train_step_case, "vis4mer", size, args.device, precision == "bf16") for precision in ("fp32", "bf16")}
+    measured = side_by_side(cases, preset["rounds"])
     print("rates", rates, "copy", copy, "measured", measured, sep="\n", flush=True)
     flops, moved = step_flops(size), step_bytes(size)
     floors, multiples = {}, {}

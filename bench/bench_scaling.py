@@ -6,7 +6,8 @@ width and depth, SDPA attention), side by side at each length L, and their ratio
     python bench/bench_scaling.py --preset cpu   # B=2, d_model=128, L = 256 .. 4096
 
 The paper reports 2.63x faster and 8x less memory than a Transformer at LVU length; a
-Transformer that runs out of CUDA memory is recorded as "oom". Time ratios use the fastest
+Transformer that runs out of CUDA memory is recorded as "oom". The series at one L run
+round-robin (`rounds` times on CPU, where other jobs add noise); time ratios use the fastest
 repeat; the memory ratio compares peak_extra_mib, the memory the step needs above the model
 and its input. Both models train in fp32; bench_speedups.py measures
 what bf16 autocast adds. The CPU preset also runs ViS4mer with the keops Cauchy backend.
@@ -18,7 +19,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import fastest, isolated, parse_args, plot_lines, ratio, train_step_case, write_json  # noqa: E402
+from common import fastest, parse_args, plot_lines, ratio, side_by_side, train_step_case, write_json  # noqa: E402
 
 # series: key -> (model, Cauchy backend, label); "vis4mer" and "transformer" are always run
 SERIES = {
@@ -27,13 +28,13 @@ SERIES = {
     "transformer": ("transformer", "auto", "Transformer (SDPA)"),
 }
 PRESETS = {
-    "lvu": dict(batch=16, d_input=1024, d_model=1024, n_layers=3, lengths=[1024, 2048, 4096, 8192, 11820], warmup=2, repeats=5,
+    "lvu": dict(batch=16, d_input=1024, d_model=1024, n_layers=3, lengths=[1024, 2048, 4096, 8192, 11820], warmup=2, repeats=5, rounds=1,
                 series=["vis4mer", "transformer"]),
     # on CPU "auto" is the torch Cauchy reference, whose chunked [H, L_chunk, N/2] temporaries
     # dominate the step's memory at these sizes; the keops series shows the step without them
-    "cpu": dict(batch=2, d_input=128, d_model=128, n_layers=3, lengths=[256, 512, 1024, 2048, 4096], warmup=1, repeats=3,
+    "cpu": dict(batch=2, d_input=128, d_model=128, n_layers=3, lengths=[256, 512, 1024, 2048, 4096], warmup=1, repeats=3, rounds=2,
                 series=["vis4mer", "vis4mer_keops", "transformer"]),
-    "tiny": dict(batch=1, d_input=16, d_model=16, n_layers=2, lengths=[32, 64], warmup=0, repeats=1,
+    "tiny": dict(batch=1, d_input=16, d_model=16, n_layers=2, lengths=[32, 64], warmup=0, repeats=1, rounds=1,
                  series=["vis4mer", "transformer"]),
 }
 
@@ -45,11 +46,9 @@ def measure(preset: dict, device: str) -> list[dict]:
     rows = []
     for length in preset["lengths"]:
         size = preset | {"length": length}
-        row = {"length": length}
-        for key in preset["series"]:
-            model, backend, _ = SERIES[key]
-            row[key] = isolated(train_step_case, model, size, device, False, backend)
-            print(length, key, row[key], flush=True)
+        cases = {key: (train_step_case, SERIES[key][0], size, device, False, SERIES[key][1]) for key in preset["series"]}
+        row = {"length": length, **side_by_side(cases, preset["rounds"])}
+        print(length, {key: row[key] for key in preset["series"]}, flush=True)
         for key in preset["series"]:
             if key.startswith("vis4mer"):
                 suffix = key[len("vis4mer"):]

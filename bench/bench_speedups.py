@@ -31,7 +31,7 @@ from scipy.fft import next_fast_len
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_cauchy  # noqa: E402
 from bench_model import backends  # noqa: E402
-from common import fastest, isolated, parse_args, plot_bars, ratio, time_repeated, train_step_case, write_json  # noqa: E402
+from common import fastest, parse_args, plot_bars, ratio, side_by_side, time_repeated, train_step_case, write_json  # noqa: E402
 
 LVU_LENGTH = 11820
 PRESETS = {
@@ -40,18 +40,21 @@ PRESETS = {
         fft=dict(shapes=[(16, 1024, 11820), (16, 512, 5910), (16, 256, 2955)], warmup=2, repeats=10),
         cauchy=dict(heads=1024, length=11820, d_state=64, warmup=2, repeats=5),
         storage=dict(videos=64, frames=60, tokens=197, dim=1024, batch=16),
+        rounds=1,
     ),
     "cpu": dict(
         step=dict(batch=2, d_input=128, d_model=128, n_layers=3, length=4096, warmup=1, repeats=3),
         fft=dict(shapes=[(2, 128, 11820), (2, 64, 5910), (2, 32, 2955)], warmup=1, repeats=5),
         cauchy=dict(heads=256, length=2955, d_state=64, warmup=1, repeats=3),
         storage=dict(videos=6, frames=60, tokens=197, dim=1024, batch=2),
+        rounds=2,  # alternatives run round-robin, the fastest round kept: other jobs share this CPU
     ),
     "tiny": dict(
         step=dict(batch=1, d_input=16, d_model=16, n_layers=2, length=64, warmup=0, repeats=1),
         fft=dict(shapes=[(1, 4, 99)], warmup=0, repeats=1),
         cauchy=dict(heads=4, length=64, d_state=8, warmup=0, repeats=1),
         storage=dict(videos=2, frames=3, tokens=5, dim=16, batch=1),
+        rounds=1,
     ),
 }
 
@@ -98,13 +101,16 @@ def fft_case(batch: int, heads: int, length: int, n_fft: int, device: str, warmu
     }
 
 
-def measure_fft(preset: dict, device: str) -> list[dict]:
+def measure_fft(preset: dict, device: str, rounds: int) -> list[dict]:
     rows = []
     for batch, heads, length in preset["shapes"]:
         sizes = fft_lengths(length)
         row = {"shape": [batch, heads, length], **sizes}
-        for which in ("naive", "fast"):
-            row[which + "_timing"] = isolated(fft_case, batch, heads, length, sizes[which], device, preset["warmup"], preset["repeats"])
+        cases = {
+            which + "_timing": (fft_case, batch, heads, length, sizes[which], device, preset["warmup"], preset["repeats"])
+            for which in ("naive", "fast")
+        }
+        row |= side_by_side(cases, rounds, key=lambda r: fastest(r.get("forward_backward", {})))
         for phase in ("forward", "forward_backward"):
             row[f"{phase}_ratio"] = ratio(fastest(row["naive_timing"].get(phase, {})), fastest(row["fast_timing"].get(phase, {})))
         print("fft", row, flush=True)
@@ -113,9 +119,9 @@ def measure_fft(preset: dict, device: str) -> list[dict]:
 
 
 # ---- (a) bf16 autocast ----------------------------------------------------------------------
-def measure_autocast(size: dict, device: str) -> dict:
-    fp32 = isolated(train_step_case, "vis4mer", size, device, False)
-    bf16 = isolated(train_step_case, "vis4mer", size, device, True)
+def measure_autocast(size: dict, device: str, rounds: int) -> dict:
+    cases = {precision: (train_step_case, "vis4mer", size, device, precision == "bf16") for precision in ("fp32", "bf16")}
+    fp32, bf16 = side_by_side(cases, rounds).values()
     result = {
         "fp32": fp32,
         "bf16_autocast": bf16,
@@ -127,12 +133,12 @@ def measure_autocast(size: dict, device: str) -> dict:
 
 
 # ---- (c) Cauchy backends --------------------------------------------------------------------
-def measure_cauchy(preset: dict, device: str) -> dict:
-    timings = {}
-    for name in backends(device):
-        timings[name] = isolated(
-            bench_cauchy._case, name, preset["heads"], preset["length"], preset["d_state"], device, preset["warmup"], preset["repeats"]
-        )
+def measure_cauchy(preset: dict, device: str, rounds: int) -> dict:
+    cases = {
+        name: (bench_cauchy._case, name, preset["heads"], preset["length"], preset["d_state"], device, preset["warmup"], preset["repeats"])
+        for name in backends(device)
+    }
+    timings = side_by_side(cases, rounds, key=lambda r: fastest(r.get("forward_backward", {})))
     seconds = {name: fastest(timing.get("forward_backward", {})) for name, timing in timings.items()}
     ratios = {
         f"{slow}/{fast}": ratio(seconds[slow], seconds[fast])
@@ -193,9 +199,10 @@ def storage_case(dtype: str, preset: dict, directory: str) -> dict:
     }
 
 
-def measure_storage(preset: dict) -> dict:
+def measure_storage(preset: dict, rounds: int) -> dict:
     with tempfile.TemporaryDirectory(prefix="bench_storage_") as directory:
-        fp16, fp64 = (isolated(storage_case, dtype, preset, directory) for dtype in ("float16", "float64"))
+        cases = {dtype: (storage_case, dtype, preset, directory) for dtype in ("float16", "float64")}
+        fp16, fp64 = side_by_side(cases, rounds, key=lambda r: r.get("cold_seconds_per_batch")).values()
     result = {
         "layout": preset,
         "float16": fp16,
@@ -211,10 +218,10 @@ def measure_storage(preset: dict) -> dict:
 def main(argv: list[str] | None = None) -> dict:
     args, preset = parse_args(__doc__, PRESETS, argv)
     results = {
-        "autocast": measure_autocast(preset["step"], args.device),
-        "fft": measure_fft(preset["fft"], args.device),
-        "cauchy": measure_cauchy(preset["cauchy"], args.device),
-        "storage": measure_storage(preset["storage"]),
+        "autocast": measure_autocast(preset["step"], args.device, preset["rounds"]),
+        "fft": measure_fft(preset["fft"], args.device, preset["rounds"]),
+        "cauchy": measure_cauchy(preset["cauchy"], args.device, preset["rounds"]),
+        "storage": measure_storage(preset["storage"], preset["rounds"]),
     }
     first_fft = results["fft"][0]
     bars = {

@@ -204,6 +204,26 @@ def fastest(timing: dict) -> float | None:
     return timing.get("min_seconds")
 
 
+def side_by_side(cases: dict, rounds: int = 1, key=None) -> dict:
+    """Run the alternatives of one comparison, each isolated, round-robin (A B A B ...) for
+    `rounds` rounds, and keep for each the round whose time key(result) is smallest.
+
+    cases: {name: (fn, *args)}; key: result -> seconds (default: fastest(result)); results
+    without a time (errors) are kept only when no round gave one. Load from other jobs that
+    comes and goes then falls on both alternatives alike instead of on whichever ran during it.
+    """
+    key = key or fastest
+    best: dict = {}
+    for _ in range(rounds):
+        for name, (fn, *args) in cases.items():
+            result = isolated(fn, *args)
+            seconds, held = key(result), best.get(name)
+            if held is None or (seconds is not None and (key(held) is None or seconds < key(held))):
+                best[name] = result
+    rounds_run = {"rounds": rounds}
+    return {name: result | rounds_run if isinstance(result, dict) else result for name, result in best.items()}
+
+
 def ratio(numerator, denominator) -> float | None:
     """numerator / denominator rounded to 3 significant digits; None when either is missing."""
     if not isinstance(numerator, (int, float)) or not isinstance(denominator, (int, float)) or denominator == 0:

@@ -35,8 +35,12 @@ def rows(preset: str, tag: str) -> list[tuple[str, str, str]]:
     if scaling := _load("scaling", preset, tag):
         size, head = scaling["size"], scaling["headline"]
         where = f"B={size['batch']}, d_model={size['d_model']}, L={head['length']}"
-        out.append(("Transformer / ViS4mer training-step time", _x(head["time_ratio"]), where))
-        out.append(("Transformer / ViS4mer training-step memory", _x(head["memory_ratio"]), where))
+        failed = scaling["results"][-1]["transformer"].get("error")  # e.g. "oom": the Transformer did not fit
+        for key, what in (("time", "time"), ("memory", "memory")):
+            value = f"Transformer: {failed}" if failed else _x(head[f"{key}_ratio"])
+            out.append((f"Transformer / ViS4mer training-step {what}", value, where))
+            if f"{key}_ratio_keops" in head:
+                out.append((f"Transformer / ViS4mer (keops Cauchy) training-step {what}", _x(head[f"{key}_ratio_keops"]), where))
     if speedups := _load("speedups", preset, tag):
         results, step = speedups["results"], speedups["size"]["step"]
         where = f"B={step['batch']}, d_model={step['d_model']}, L={step['length']}"

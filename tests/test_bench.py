@@ -187,6 +187,20 @@ def test_isolated_returns_results_errors_and_deaths(monkeypatch):
     assert "exited with code 3" in common.isolated(os._exit, 3)["error"]
 
 
+def test_side_by_side_runs_round_robin_and_keeps_the_fastest_round(monkeypatch):
+    monkeypatch.setattr(common, "_INLINE", True)
+    calls = []
+    results = iter([{"error": "oom"}, {"min_seconds": 1.0}, {"min_seconds": 2.0}, {"min_seconds": 5.0}])
+
+    def case(name):
+        calls.append(name)
+        return next(results)
+
+    best = common.side_by_side({"a": (case, "a"), "b": (case, "b")}, rounds=2)
+    assert calls == ["a", "b", "a", "b"]
+    assert best == {"a": {"min_seconds": 2.0, "rounds": 2}, "b": {"min_seconds": 1.0, "rounds": 2}}
+
+
 # ---- every script at its tiny preset ----------------------------------------------------------
 
 SCRIPTS = {
