@@ -14,7 +14,7 @@ test: setup
 	$(PY) -m pytest -q --timeout=$(PYTEST_TIMEOUT)
 
 demo: setup
-	$(SNAKEMAKE) --cores 2 --configfile config/demo.yaml results/demo/all.json
+	$(SNAKEMAKE) --cores 2 --configfile=config/demo.yaml results/demo/all.json
 
 bench: setup
 	$(PY) bench/run_cpu.py

@@ -33,14 +33,14 @@ def test_random_weights_tokens_shapes_and_attrs(frames_shard, tmp_path, caplog):
         manifest = extract_features_to_shard(frames_shard, out, BACKBONE, None, batch_size=2, img_size=SIZE)
     assert any("RANDOM weights" in record.message for record in caplog.records)
     with open_shard(out) as shard:
-        assert shard.attrs["kind"] == "features" and shard.attrs["weights"] == "random"
+        assert shard.attrs["kind"] == "features" and shard.attrs["weights"] == "random-seed0"
         for video_id, n_frames in (("v_a", 3), ("v_b", 5)):
             tokens = shard["videos"][video_id]
             assert tokens.shape == (n_frames, TOKENS, DIM) and tokens.dtype == np.float16
             assert np.isfinite(tokens[()]).all()
             assert dict(tokens.attrs) == {
                 "backbone": BACKBONE,
-                "weights": "random",
+                "weights": "random-seed0",
                 "fps": 1.0,
                 "n_frames": n_frames,
                 "source_video": f"/videos/{video_id}.mp4",
@@ -114,3 +114,22 @@ def test_frame_size_must_match_the_backbone(frames_shard, tmp_path):
     with pytest.raises(ValueError, match="32x32 frames but the backbone expects 224x224: pass img_size=32"):
         extract_features_to_shard(frames_shard, tmp_path / "f.h5", BACKBONE, None, 2)
     assert not (tmp_path / "f.h5").exists()
+
+
+def test_random_backbone_is_the_same_network_in_every_job():
+    """Shards extracted by different jobs must come from one network when no checkpoint is given."""
+    from vis4mer.features import build_backbone
+
+    torch.manual_seed(123)
+    first, weights = build_backbone("vit_tiny_patch16_224", img_size=32, seed=7)
+    state_after = torch.random.get_rng_state()
+    torch.manual_seed(456)
+    second, _ = build_backbone("vit_tiny_patch16_224", img_size=32, seed=7)
+    other, other_weights = build_backbone("vit_tiny_patch16_224", img_size=32, seed=8)
+    assert weights == "random-seed7" and other_weights == "random-seed8"
+    for (name, a), b, c in zip(first.state_dict().items(), second.state_dict().values(), other.state_dict().values()):
+        assert torch.equal(a, b), name
+    assert any(not torch.equal(a, c) for a, c in zip(first.state_dict().values(), other.state_dict().values()))
+    torch.manual_seed(123)
+    build_backbone("vit_tiny_patch16_224", img_size=32, seed=7)
+    assert torch.equal(torch.random.get_rng_state(), state_after), "the caller's RNG must be left untouched"

@@ -92,7 +92,7 @@ def test_tiny_swin_features_random_weights(videos, tmp_path, caplog):
     assert any("RANDOM weights" in record.message for record in caplog.records)
     expected_segments = {"v_long": 3, "v_short": 1}  # 100 frames: 4 possible, max 3; 20 frames: 1
     with open_shard(out) as shard:
-        assert shard.attrs["kind"] == "features" and shard.attrs["weights"] == "random"
+        assert shard.attrs["kind"] == "features" and shard.attrs["weights"] == "random-seed0"
         assert shard.attrs["segment_frames"] == 32 and shard.attrs["size"] == SIZE
         for video_id, fps, n_frames, _, _ in VIDEOS:
             tokens = shard["videos"][video_id]
@@ -100,7 +100,7 @@ def test_tiny_swin_features_random_weights(videos, tmp_path, caplog):
             assert np.isfinite(tokens[()]).all()
             assert dict(tokens.attrs) == {
                 "backbone": TINY,
-                "weights": "random",
+                "weights": "random-seed0",
                 "fps": fps,
                 "n_segments": expected_segments[video_id],
                 "segment_frames": 32,

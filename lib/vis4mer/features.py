@@ -6,8 +6,9 @@ For every video of the frames shard (uint8 [T, S, S, 3]) the backbone's
 frames stage skipped are carried forward as skipped, with their message.
 
 Weights come only from a local checkpoint file (no downloads). Without one the
-backbone is randomly initialised: this is logged as a warning and recorded as
-``weights="random"`` so such features cannot be mistaken for real ones;
+backbone is randomly initialised from a seed (the same network in every job, so shards
+of one dataset stay comparable): this is logged as a warning and recorded as
+``weights="random-seed<N>"`` so such features cannot be mistaken for real ones;
 otherwise ``weights`` is the sha256 of the checkpoint file.
 """
 
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +28,18 @@ from vis4mer.compat import import_timm
 from vis4mer.shards import VIDEOS_GROUP, ShardWriter, open_shard, read_manifest
 
 RANDOM_WEIGHTS = "random"
+
+
+@contextmanager
+def seeded_init(seed: int):
+    """Build a model inside this block to get the same random network in every process.
+
+    The global RNG is forked, so the caller's random state is left untouched. Yields the
+    weights id recorded for such features: ``random-seed<seed>``.
+    """
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        yield f"{RANDOM_WEIGHTS}-seed{seed}"
 
 
 def file_sha256(path) -> str:
@@ -74,18 +88,21 @@ def load_checkpoint(model: torch.nn.Module, checkpoint) -> str:
     return file_sha256(path)
 
 
-def build_backbone(backbone: str, checkpoint=None, img_size: int | None = None) -> tuple[torch.nn.Module, str]:
-    """(timm model in eval mode, weights id: sha256 of the checkpoint or "random")."""
+def build_backbone(
+    backbone: str, checkpoint=None, img_size: int | None = None, seed: int = 0
+) -> tuple[torch.nn.Module, str]:
+    """(timm model in eval mode, weights id: sha256 of the checkpoint or "random-seed<seed>")."""
     timm = import_timm()
     overrides = {"img_size": img_size} if img_size is not None else {}
-    model = timm.create_model(backbone, pretrained=False, **overrides)
+    with seeded_init(seed) as random_id:
+        model = timm.create_model(backbone, pretrained=False, **overrides)
     if checkpoint is None:
         logger.warning(
-            "NO CHECKPOINT for %s: features come from RANDOM weights (recorded as weights='random'); "
+            "NO CHECKPOINT for %s: features come from RANDOM weights (recorded as weights=%r); "
             "fine for the demo and tests, meaningless for real data",
-            backbone,
+            backbone, random_id,
         )
-        weights = RANDOM_WEIGHTS
+        weights = random_id
     else:
         weights = load_checkpoint(model, checkpoint)
     return model.eval(), weights
@@ -142,8 +159,11 @@ def extract_features_to_shard(
     device: str | None = None,
     img_size: int | None = None,
     num_threads: int | None = None,
+    seed: int = 0,
 ) -> dict[str, dict]:
     """Encode every video of `frames_shard` into the features shard `out_path`.
+
+    Without a checkpoint the backbone is random, initialised from `seed`.
 
     Dataset per video: float16 [T, tokens, dim] with attrs backbone, weights,
     fps, n_frames, source_video. Returns the features shard's manifest.
@@ -155,7 +175,7 @@ def extract_features_to_shard(
     if num_threads is not None:
         torch.set_num_threads(num_threads)
     frames_manifest = read_manifest(frames_shard)
-    model, weights = build_backbone(backbone, checkpoint, img_size)
+    model, weights = build_backbone(backbone, checkpoint, img_size, seed)
     encoder = FrameEncoder(model, batch_size, torch.device(device) if device else _default_device())
     attrs = {
         "backbone": backbone,

@@ -20,7 +20,7 @@ undecodable videos are recorded with ``ShardWriter.skip`` and the loop goes on.
 
 Weights come only from a local checkpoint file (no downloads), in either of two key
 layouts (see ``to_mmaction2_keys``). Without a checkpoint the backbone is randomly
-initialised: logged as a WARNING and recorded as ``weights="random"``; otherwise
+initialised from a seed: logged as a WARNING and recorded as ``weights="random-seed<N>"``; otherwise
 ``weights`` is the sha256 of the checkpoint file, as in ``vis4mer.features``.
 """
 
@@ -42,7 +42,7 @@ import torch
 from tqdm import tqdm
 
 from vis4mer._logging import logger
-from vis4mer.features import RANDOM_WEIGHTS, file_sha256
+from vis4mer.features import file_sha256, seeded_init
 from vis4mer.frames import resize_and_crop
 from vis4mer.shards import ShardWriter
 
@@ -251,14 +251,14 @@ def _init_random(module: torch.nn.Module) -> None:
         torch.nn.init.zeros_(module.bias)
 
 
-def build_swin(backbone: str, checkpoint=None) -> tuple[torch.nn.Module, CheckpointReport]:
+def build_swin(backbone: str, checkpoint=None, seed: int = 0) -> tuple[torch.nn.Module, CheckpointReport]:
     """(SwinTransformer3D of `backbone` in eval mode, report of the weights loaded).
 
-    Without `checkpoint` the weights are random, which is logged as a WARNING.
+    Without `checkpoint` the weights are random (initialised from `seed`), which is logged as a WARNING.
     """
     config = swin_config(backbone)
     swin3d = import_swin3d()
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), seeded_init(seed) as random_id:
         warnings.filterwarnings("ignore", message=".*torch.meshgrid.*")  # mmaction2's window index code
         model = swin3d(
             arch={"embed_dims": config.embed_dims, "depths": list(config.depths), "num_heads": list(config.num_heads)},
@@ -267,14 +267,15 @@ def build_swin(backbone: str, checkpoint=None) -> tuple[torch.nn.Module, Checkpo
             patch_size=config.patch_size,
             window_size=config.window_size,
         )
+        if checkpoint is None:
+            model.apply(_init_random)
     if checkpoint is None:
-        model.apply(_init_random)
         logger.warning(
-            "NO CHECKPOINT for %s: features come from RANDOM weights (recorded as weights='random'); "
+            "NO CHECKPOINT for %s: features come from RANDOM weights (recorded as weights=%r); "
             "fine for the demo and tests, meaningless for real data",
-            backbone,
+            backbone, random_id,
         )
-        report = CheckpointReport(RANDOM_WEIGHTS)
+        report = CheckpointReport(random_id)
     else:
         report = load_swin_checkpoint(model, checkpoint)
     model.eval()  # returns None for SwinTransformer3D
@@ -413,6 +414,7 @@ def extract_swin_features_to_shard(
     ranges: dict[str, tuple[float, float]] | None = None,
     size: int = 224,
     num_threads: int | None = None,
+    seed: int = 0,
 ) -> dict[str, dict]:
     """Encode `videos` ({video_id: path}) into the features shard `out_path`.
 
@@ -423,6 +425,7 @@ def extract_swin_features_to_shard(
     n_segments, segment_frames, n_native_frames, source_video (+ start, end with
     `ranges`). Returns the shard manifest.
 
+    Without a checkpoint the backbone is random, initialised from `seed`.
     `num_threads` sets torch's CPU thread count for this process (pass the job's thread
     allowance), as in ``vis4mer.features``: OpenMP threads competing for busy cores slow
     CPU inference several-fold.
@@ -439,7 +442,7 @@ def extract_swin_features_to_shard(
     if num_threads is not None:
         torch.set_num_threads(num_threads)
 
-    model, report = build_swin(backbone, checkpoint)
+    model, report = build_swin(backbone, checkpoint, seed)
     encoder = SegmentEncoder(model, torch.device(device) if device else _default_device())
     attrs = {
         "backbone": backbone,

@@ -13,11 +13,6 @@ def main():
     set_threads(snakemake.threads)
     p = snakemake.params.features
     device = resolve_device(runtime(snakemake)["device"])
-    if "init_seed" in p:  # no checkpoint: one seeded random network for all shards
-        import torch
-
-        torch.manual_seed(p["init_seed"])
-        logger.info("random backbone weights initialised with seed %d", p["init_seed"])
     logger.info("backbone %s (img_size %s), checkpoint %s, device %s", p["backbone"], p["img_size"], p["checkpoint"], device)
     manifest = extract_features_to_shard(
         snakemake.input.frames,
@@ -27,6 +22,7 @@ def main():
         batch_size=runtime(snakemake)["feature_batch_size"],
         device=str(device),
         img_size=p["img_size"],
+        seed=p.get("init_seed", 0),
     )
     n_ok = sum(entry["status"] == "ok" for entry in manifest.values())
     logger.info("features for %d videos, %d skipped", n_ok, len(manifest) - n_ok)
