@@ -370,15 +370,35 @@ def plot_bars(name: str, panels: list[dict], title: str = "") -> Path:
 
 
 # ---- command line ---------------------------------------------------------------------------
+def set_threads(threads: int) -> None:
+    """Use `threads` CPU threads here and in every case process started after this (spawned
+    children read OMP_NUM_THREADS at start-up; torch and keops' OpenMP code both honour it)."""
+    os.environ["OMP_NUM_THREADS"] = str(threads)
+    torch.set_num_threads(threads)
+
+
 def parse_args(doc: str, presets: dict, argv: list[str] | None = None) -> tuple[argparse.Namespace, dict]:
-    """--preset (default cpu), --device (default cuda when available) and --inline; returns
-    (args, the preset's dict). --inline runs each case in this process (fast, for tests; peak
-    memory is then reset between cases but the process is shared)."""
+    """--preset (default cpu), --device (default cuda when available), --threads and --inline;
+    returns (args, the preset's dict).
+
+    --threads: CPU threads for every case; default 1 on CPU. On a machine shared with other
+    jobs a multi-threaded run waits at each OpenMP barrier for whichever thread another job has
+    descheduled. The CPU-preset ViS4mer step at L=256 (2 cores): 0.017 s idle; with one core
+    kept busy, 0.037 s on 2 threads and 0.019 s on 1; during a `make bench` beside other jobs,
+    1.6 s on 2 threads. 0 keeps torch's default.
+    --inline runs each case in this process (fast, for tests; peak memory is then reset between
+    cases but the process is shared).
+    """
     global _INLINE
     parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--preset", choices=presets, default="cpu")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--threads", type=int, default=None, help="CPU threads per case (default: 1 on CPU; 0: torch's default)")
     parser.add_argument("--inline", action="store_true", help="run every case in this process (no isolation)")
     args = parser.parse_args(argv)
+    if args.threads is None:
+        args.threads = 1 if args.device == "cpu" else 0
+    if args.threads > 0:
+        set_threads(args.threads)
     _INLINE = args.inline
     return args, presets[args.preset]

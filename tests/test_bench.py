@@ -215,13 +215,14 @@ SCRIPTS = {
 
 @pytest.fixture(scope="module")
 def tiny_results(tmp_path_factory):
-    """Run every script's main once at --preset tiny (in-process, on CPU) into a tmp dir."""
+    """Run every script's main once at --preset tiny (in-process, on CPU, torch's thread count
+    left alone for the tests that follow) into a tmp dir."""
     directory = tmp_path_factory.mktemp("bench_results")
     previous = os.environ.get(common.RESULTS_ENV)
     os.environ[common.RESULTS_ENV] = str(directory)
     try:
         payloads = {
-            module: importlib.import_module(module).main(["--preset", "tiny", "--inline", "--device", "cpu"]) for module in SCRIPTS
+            module: importlib.import_module(module).main(["--preset", "tiny", "--inline", "--device", "cpu", "--threads", "0"]) for module in SCRIPTS
         }
     finally:
         common._INLINE = False
