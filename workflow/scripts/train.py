@@ -9,6 +9,19 @@ snakemake = snakemake  # noqa: F821 (injected by Snakemake)
 logger = start(snakemake, "train")
 
 
+def inference_metadata(task):
+    """What `vis4mer predict` needs besides the model and features attrs: how the frames
+    were decoded, the evaluation stride, and the regression target's transform (to invert
+    it). Read from the config: frames settings that differ re-run frames -> features -> train."""
+    config = snakemake.config
+    frames = config["datasets"][snakemake.wildcards.dataset].get("frames", {})
+    return {
+        "frames": {key: frames[key] for key in ("fps", "size", "decoder") if key in frames},
+        "eval_stride_frames": config.get("evaluation", {}).get("eval_stride_frames", 1),
+        "target": {"label_column": task["label_column"], "label_transform": dict(task.get("label_transform") or {})},
+    }
+
+
 def main():
     from vis4mer.datasets import read_task_rows
     from vis4mer.training import ModelSpec, NonFiniteLossError, TrainOutputs, TrainSettings, train_model
@@ -42,7 +55,7 @@ def main():
             settings=settings,
             outputs=outputs,
             extra_metadata={"model_config_name": snakemake.wildcards.model, "dataset": snakemake.wildcards.dataset,
-                            "task_name": snakemake.wildcards.task},
+                            "task_name": snakemake.wildcards.task, **inference_metadata(task)},
         )
     except NonFiniteLossError as error:
         # Snakemake deletes the outputs of a failed job: keep the last good checkpoints
