@@ -1,0 +1,499 @@
+"""Predictions on new videos from a training checkpoint, in batch or streaming mode.
+
+Everything about the input side comes from the checkpoint (nothing is re-typed by the
+user): frames are decoded as the pipeline decoded them (:func:`vis4mer.frames.decode_video`
+at the recorded frame rate, size and decoder), features are extracted by the same backbone
+(timm name, img_size, and weights: the seeded random network of ``random-seed<N>``, or the
+checkpoint file whose sha256 is the recorded weights id), and the windows are scored
+exactly as evaluation scores them (:func:`vis4mer.evaluation.predict_videos` over an
+in-memory feature store: :func:`vis4mer.datasets.window_starts`, end padding, summed
+softmax or mean through :func:`vis4mer.evaluation.aggregate_windows`).
+
+Batch mode holds one video's frames and features in memory. Streaming mode
+(:class:`vis4mer.streaming.WindowedStream`, ViS4mer only) decodes CHUNK_FRAMES frames at a
+time and advances the recurrent model frame by frame, so memory is bounded by one chunk
+and one window whatever the video's length; its final prediction equals batch mode's.
+
+Classification: the probabilities are the summed per-window softmax divided by the number
+of windows. Regression: the mean per-window output is the model's *target*; the value in
+the task's own units (e.g. a like ratio, a view count) is the inverse of the label
+transform the pipeline applied to the split files (:func:`raw_from_target`).
+
+Errors: :class:`CheckpointError` and :class:`BackboneError` concern the model (nothing can
+be predicted: a usage error); :class:`VideoError` concerns one video (the others go on).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterator, Sequence
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from vis4mer.datasets import TOKEN_MODES, select_tokens, window_starts
+from vis4mer.evaluation import predict_videos
+from vis4mer.splits import SplitRow
+
+# Containers looked for when a directory is given, and accepted for files named explicitly.
+VIDEO_EXTENSIONS = ("mp4", "mkv", "webm", "avi", "mov", "m4v", "mpg", "mpeg", "ts", "flv", "wmv", "3gp")
+RANDOM_WEIGHTS = re.compile(r"random-seed(-?\d+)")
+SHA256 = re.compile(r"[0-9a-f]{64}")
+STALE_HINT = "re-train it with this version of vis4mer (the pipeline's train rule records it)"
+
+
+class PredictError(Exception):
+    """Nothing can be predicted with this model: a usage error (exit status 2 in the CLI)."""
+
+
+class CheckpointError(PredictError):
+    """The checkpoint is missing, unreadable, or lacks what inference needs."""
+
+
+class BackboneError(PredictError):
+    """The backbone cannot be rebuilt as it was for training, or gives other features."""
+
+
+class VideoError(Exception):
+    """One video cannot be predicted (missing, unreadable, no frames); the others go on."""
+
+
+# --------------------------------------------------------------------------- checkpoint
+
+
+def _field(checkpoint: dict[str, Any], dotted: str, path, why: str):
+    value: Any = checkpoint
+    for key in dotted.split("."):
+        if not isinstance(value, dict) or key not in value:
+            raise CheckpointError(f"{path}: the checkpoint has no field '{dotted}' ({why}); {STALE_HINT}")
+        value = value[key]
+    return value
+
+
+@dataclass(frozen=True)
+class InferenceSpec:
+    """What inference needs from a checkpoint, validated (see :meth:`from_checkpoint`)."""
+
+    arch: str
+    task_type: str
+    label_names: tuple[str, ...]
+    d_output: int
+    backbone: str
+    weights: str  # "random-seed<N>" or the sha256 of the backbone checkpoint file
+    backbone_checkpoint: str  # the path the features stage read the weights from ("" for random)
+    img_size: int | None  # passed to timm (None: the backbone's default)
+    fps: float
+    frame_size: int
+    decoder: str
+    window_frames: int
+    tokens: str
+    n_tokens: int
+    dim: int
+    eval_stride_frames: int | None
+    label_column: str | None
+    label_transform: dict[str, Any] | None  # None for classification
+
+    @classmethod
+    def from_checkpoint(cls, checkpoint: dict[str, Any], path="checkpoint") -> InferenceSpec:
+        """Read and check the fields; a missing one raises CheckpointError naming it."""
+        arch = _field(checkpoint, "model.arch", path, "the model's architecture")
+        kwargs = _field(checkpoint, "model.kwargs", path, "the model's hyper-parameters")
+        task_type = _field(checkpoint, "task.type", path, "classification or regression")
+        label_names = tuple(_field(checkpoint, "task.label_names", path, "the class names"))
+        backbone = _field(checkpoint, "features.backbone", path, "the feature extractor")
+        weights = str(_field(checkpoint, "features.weights", path, "the backbone's weights id"))
+        img_size = _field(checkpoint, "features.img_size", path, "the backbone's input size")
+        n_tokens = int(_field(checkpoint, "features.n_tokens", path, "tokens per frame of the features"))
+        dim = int(_field(checkpoint, "features.dim", path, "the feature width"))
+        window_frames = int(_field(checkpoint, "window_frames", path, "frames per window"))
+        tokens = _field(checkpoint, "tokens", path, "tokens per frame fed to the model (all | cls)")
+        fps = float(_field(checkpoint, "frames.fps", path, "the frame rate the videos were sampled at"))
+        frame_size = int(_field(checkpoint, "frames.size", path, "the size frames were resized and cropped to"))
+        decoder = _field(checkpoint, "frames.decoder", path, "the video decoder")
+        label_column = label_transform = None
+        if task_type == "regression":
+            target = _field(checkpoint, "target.label_transform", path, "the regression target's transform, to invert it")
+            label_transform = dict(target)
+            label_column = checkpoint["target"].get("label_column")
+            _check_transform(label_transform, path)
+        elif task_type != "classification":
+            raise CheckpointError(f"{path}: task.type is {task_type!r}, expected classification or regression")
+        if tokens not in TOKEN_MODES:
+            raise CheckpointError(f"{path}: tokens is {tokens!r}, expected one of {TOKEN_MODES}")
+        stride = checkpoint.get("eval_stride_frames")
+        d_output = int(kwargs.get("d_output", 0))
+        if task_type == "classification" and len(label_names) != d_output:
+            raise CheckpointError(f"{path}: {len(label_names)} label names for a model with {d_output} outputs")
+        if int(kwargs.get("d_input", dim)) != dim:
+            raise CheckpointError(f"{path}: model.kwargs.d_input={kwargs['d_input']} but features.dim={dim}")
+        return cls(
+            arch=arch, task_type=task_type, label_names=label_names, d_output=d_output, backbone=backbone,
+            weights=weights, backbone_checkpoint=str(checkpoint["features"].get("checkpoint") or ""),
+            img_size=int(img_size) or None, fps=fps, frame_size=frame_size, decoder=decoder,
+            window_frames=window_frames, tokens=tokens, n_tokens=n_tokens, dim=dim,
+            eval_stride_frames=int(stride) if stride else None, label_column=label_column, label_transform=label_transform,
+        )
+
+
+def _check_transform(transform: dict[str, Any], path) -> None:
+    unknown = sorted(set(transform) - {"ratio_with", "log", "scale", "offset"})
+    if unknown:
+        raise CheckpointError(f"{path}: unknown keys {unknown} in target.label_transform")
+    if float(transform.get("scale", 1.0)) == 0:
+        raise CheckpointError(f"{path}: target.label_transform.scale is 0, the transform cannot be inverted")
+
+
+def raw_from_target(target: float, label_transform: dict[str, Any] | None) -> float:
+    """Invert :func:`vis4mer.datasets.read_task_rows`'s label transform.
+
+    The forward transform is [ratio with another column] -> [log] -> * scale + offset, so
+    the inverse is (target - offset) / scale, then exp when ``log``. With ``ratio_with``
+    the result is the ratio itself (label / (label + other), e.g. likes / (likes +
+    dislikes)): the two counts cannot be told apart from it.
+    """
+    transform = label_transform or {}
+    value = (float(target) - float(transform.get("offset", 0.0))) / float(transform.get("scale", 1.0))
+    if transform.get("log"):
+        value = math.exp(value) if value < 700 else math.inf
+    return value
+
+
+def target_quantity(label_column: str | None, label_transform: dict[str, Any] | None) -> str:
+    """Name of what :func:`raw_from_target` returns, e.g. ``like_count / (like_count + dislike_count)``."""
+    column = label_column or "label"
+    if (label_transform or {}).get("ratio_with"):
+        return f"{column} / ({column} + {label_transform['ratio_with']})"
+    return column
+
+
+# --------------------------------------------------------------------------- inputs
+
+
+def expand_inputs(inputs: Sequence[str | Path]) -> list[tuple[str, Path | None, str | None]]:
+    """``(shown name, path, error)`` per video: directories become their video files
+    (by extension, sorted, not recursive); an empty directory is one entry with an error."""
+    expanded: list[tuple[str, Path | None, str | None]] = []
+    for item in inputs:
+        path = Path(item)
+        if path.is_dir():
+            files = sorted(p for p in path.iterdir() if p.is_file() and p.suffix[1:].lower() in VIDEO_EXTENSIONS)
+            if not files:
+                expanded.append((str(item), None, f"no video files in directory {item} (looked for .{', .'.join(VIDEO_EXTENSIONS)})"))
+            expanded.extend((str(p), p, None) for p in files)
+        else:
+            expanded.append((str(item), path, None))
+    return expanded
+
+
+def check_video_file(path: Path) -> None:
+    """Raise VideoError for a path that cannot be a video, before a decoder sees it."""
+    if not path.exists():
+        raise VideoError(f"file not found: {path}")
+    if not path.is_file():
+        raise VideoError(f"not a regular file: {path}")
+    if path.suffix[1:].lower() not in VIDEO_EXTENSIONS:
+        raise VideoError(f"unsupported container {path.suffix or '(no extension)'!r}: {path} (supported: .{', .'.join(VIDEO_EXTENSIONS)})")
+    if path.stat().st_size == 0:
+        raise VideoError(f"empty file (0 bytes): {path}")
+    _probe(path)
+
+
+def _probe(path: Path) -> None:
+    """Open the container with FFmpeg (PyAV) and decode its first video frame, so that a
+    file that is no video, has no video stream or no frames gets its own message."""
+    try:
+        import av
+    except ImportError:  # the decoder's own error will have to do
+        return
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.video:
+                kinds = ", ".join(sorted({s.type for s in container.streams})) or "none"
+                raise VideoError(f"no video stream in {path} (streams: {kinds}): the file has no frames")
+            if next(container.decode(video=0), None) is None:
+                raise VideoError(f"no frames in {path}: its video stream is empty")
+    except VideoError:
+        raise
+    except Exception as error:  # av.error.InvalidDataError and friends
+        raise VideoError(f"not a readable video container: {path} (FFmpeg: {type(error).__name__}: {error})") from error
+
+
+def iter_frame_chunks(path, fps: float, size: int, decoder: str = "decord") -> Iterator[np.ndarray]:
+    """uint8 ``[<= CHUNK_FRAMES, size, size, 3]`` chunks of a video, decoded on demand.
+
+    The same frames as :func:`vis4mer.frames.decode_video` (same indices, same chunks,
+    same resize), without ever holding more than one chunk.
+    """
+    from vis4mer import frames
+
+    read, native_fps, n_native = frames._OPEN[decoder](Path(path))
+    if not n_native or not native_fps:
+        raise ValueError(f"{decoder} reports {n_native} frames at {native_fps} fps")
+    indices = frames.sample_indices(n_native, native_fps, fps)
+    for start in range(0, len(indices), frames.CHUNK_FRAMES):
+        yield frames.resize_and_crop(read(indices[start : start + frames.CHUNK_FRAMES].tolist()), size)
+
+
+# --------------------------------------------------------------------------- results
+
+
+@dataclass
+class VideoPrediction:
+    """One video's result: the aggregated vector as evaluation computes it, and counts."""
+
+    path: str
+    vector: np.ndarray  # summed softmax [n_classes] | mean output [1]
+    n_frames: int
+    n_windows: int
+    seconds: float
+    running: list[dict[str, Any]]
+
+
+class _InMemoryFeatures:
+    """The part of :class:`vis4mer.datasets.FeatureStore` that evaluation reads, for one video in memory."""
+
+    def __init__(self, video_id: str, features: np.ndarray):
+        self.video_id, self.features = video_id, features  # float16 [T, tokens, dim], as the shards store them
+        self.n_tokens, self.dim = int(features.shape[1]), int(features.shape[2])
+
+    def __contains__(self, video_id: str) -> bool:
+        return video_id == self.video_id
+
+    def n_frames(self, video_id: str) -> int:
+        return len(self.features)
+
+    def read(self, video_id: str, start: int = 0, stop: int | None = None, tokens: str = "all") -> np.ndarray:
+        return np.asarray(select_tokens(self.features[start:stop], tokens), dtype=np.float32)
+
+
+def default_device() -> str:
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+class Predictor:
+    """A checkpoint's model with the backbone its features came from.
+
+    `backbone_checkpoint` only locates the backbone's weights file when the recorded path
+    is not at hand; its sha256 must equal the recorded weights id.
+    """
+
+    def __init__(
+        self,
+        checkpoint_path,
+        *,
+        device: str | None = None,
+        backbone_checkpoint=None,
+        stride_frames: int | None = None,
+        feature_batch_size: int = 32,
+        window_batch_size: int = 32,
+        progress: bool | None = False,
+    ):
+        from vis4mer.training import CHECKPOINT_FORMAT, load_checkpoint
+
+        self.path = Path(checkpoint_path)
+        if not self.path.is_file():
+            raise CheckpointError(f"model checkpoint not found: {self.path}")
+        self.device = torch.device(device or default_device())
+        try:
+            self.model, checkpoint = load_checkpoint(self.path, device=self.device)
+        except Exception as error:
+            raise CheckpointError(
+                f"{self.path} is not a usable {CHECKPOINT_FORMAT} training checkpoint: {type(error).__name__}: {error}"
+            ) from error
+        self.checkpoint_info = {key: checkpoint.get(key) for key in ("run", "epoch", "val_metric", "dataset", "task_name")}
+        self.spec = InferenceSpec.from_checkpoint(checkpoint, self.path)
+        self.stride = int(stride_frames or self.spec.eval_stride_frames or 1)
+        if self.stride < 1:
+            raise PredictError(f"the stride must be >= 1 frame, got {self.stride}")
+        self.window_batch_size = window_batch_size
+        self.progress = progress
+        self.encoder = self._build_encoder(backbone_checkpoint, feature_batch_size)
+
+    def check_streamable(self) -> None:
+        """Raise PredictError unless the model has a recurrent mode (ViS4mer)."""
+        from vis4mer.model import ViS4mer
+
+        if not isinstance(self.model, ViS4mer):
+            raise PredictError(
+                f"streaming needs a vis4mer model (its S4 layers have a recurrent mode); {self.path} holds a "
+                f"{self.spec.arch!r} model, whose output depends on the whole window at once: predict without --stream"
+            )
+
+    # -- backbone
+    def _weights_file(self, backbone_checkpoint) -> tuple[Path | None, int]:
+        """(weights file, seed) for build_backbone, checked against the recorded weights id."""
+        spec, weights = self.spec, self.spec.weights
+        random = RANDOM_WEIGHTS.fullmatch(weights)
+        if random:
+            if backbone_checkpoint is not None:
+                raise BackboneError(
+                    f"the model was trained on features of a randomly initialised {spec.backbone} (weights {weights!r}); "
+                    f"it is rebuilt from that seed, so --backbone-checkpoint {backbone_checkpoint} does not apply"
+                )
+            return None, int(random.group(1))
+        if not SHA256.fullmatch(weights):
+            raise BackboneError(
+                f"{self.path}: features.weights is {weights!r}, neither random-seed<N> nor a sha256: the backbone "
+                "cannot be rebuilt as it was (features extracted before random backbones were seeded?); "
+                "re-extract the features and re-train"
+            )
+        from vis4mer.features import file_sha256
+
+        candidates = [Path(backbone_checkpoint)] if backbone_checkpoint is not None else []
+        if not candidates and spec.backbone_checkpoint:
+            candidates = [Path(spec.backbone_checkpoint)]
+        if not candidates:
+            raise BackboneError(f"the backbone weights file (sha256 {weights}) is needed: pass --backbone-checkpoint PATH")
+        path = candidates[0]
+        if not path.is_file():
+            where = "--backbone-checkpoint" if backbone_checkpoint is not None else "the path recorded at feature extraction"
+            raise BackboneError(f"backbone weights file {path} ({where}) does not exist; pass --backbone-checkpoint PATH")
+        digest = file_sha256(path)
+        if digest != weights:
+            raise BackboneError(
+                f"backbone weights file {path} has sha256 {digest}, but the model was trained on features from "
+                f"weights {weights}: refusing a different backbone"
+            )
+        return path, 0
+
+    def _build_encoder(self, backbone_checkpoint, batch_size: int):
+        from vis4mer.features import FrameEncoder, build_backbone
+
+        spec = self.spec
+        try:
+            from vis4mer.compat import import_timm
+
+            known = import_timm().is_model(spec.backbone)
+        except ImportError as error:
+            raise BackboneError(f"timm is needed to rebuild the backbone {spec.backbone}: {error}") from error
+        if not known:
+            raise BackboneError(
+                f"the model was trained on {spec.backbone!r} features, which is not a timm per-frame backbone; "
+                "vis4mer predict supports per-frame timm backbones (Video Swin segment features are not supported yet)"
+            )
+        weights_file, seed = self._weights_file(backbone_checkpoint)
+        model, weights = build_backbone(spec.backbone, weights_file, spec.img_size, seed=seed)
+        if weights != spec.weights:  # build_backbone's own id must agree (same seed, same file)
+            raise BackboneError(f"rebuilt backbone has weights {weights!r}, the model was trained on {spec.weights!r}")
+        input_size = getattr(getattr(model, "patch_embed", None), "img_size", None)
+        if input_size is not None and tuple(input_size) != (spec.frame_size, spec.frame_size):
+            raise BackboneError(
+                f"{spec.backbone} at img_size {spec.img_size} expects {tuple(input_size)} frames, "
+                f"but frames are {spec.frame_size}x{spec.frame_size} (frames.size)"
+            )
+        encoder = FrameEncoder(model, batch_size, self.device)
+        probe = encoder(np.zeros((1, spec.frame_size, spec.frame_size, 3), dtype=np.uint8))
+        if tuple(probe.shape[1:]) != (spec.n_tokens, spec.dim):
+            raise BackboneError(
+                f"{spec.backbone} gives [tokens, dim] = [{probe.shape[1]}, {probe.shape[2]}] per frame, the model was "
+                f"trained on features of [{spec.n_tokens}, {spec.dim}]"
+            )
+        return encoder
+
+    # -- frames and features
+    def _encode(self, frames: np.ndarray, bar) -> np.ndarray:
+        """float16 [T, tokens, dim] of uint8 frames, as the features stage stores them."""
+        chunks = []
+        for start in range(0, len(frames), self.encoder.batch_size):
+            chunks.append(self.encoder(frames[start : start + self.encoder.batch_size]))
+            bar.update(len(chunks[-1]))
+        return np.concatenate(chunks)
+
+    def _frames_bar(self, name: str, total: int | None):
+        return tqdm(total=total, desc=Path(name).name[:40], unit="frame", leave=False, disable=self._bar_disabled())
+
+    def _bar_disabled(self):
+        return None if self.progress is None else not self.progress
+
+    def predict(self, path) -> VideoPrediction:
+        """Batch mode: every window at the stride, as evaluation does. Raises VideoError."""
+        from vis4mer.frames import decode_video
+
+        started = time.perf_counter()
+        path = Path(path)
+        check_video_file(path)
+        spec = self.spec
+        try:
+            frames, _native_fps, _n_native = decode_video(path, spec.fps, spec.frame_size, spec.decoder)
+        except Exception as error:
+            raise VideoError(f"{spec.decoder} could not decode {path}: {type(error).__name__}: {error}") from error
+        if len(frames) == 0:
+            raise VideoError(f"no frames decoded from {path}")
+        with self._frames_bar(str(path), len(frames)) as bar:
+            features = self._encode(frames, bar)
+        del frames
+        row = SplitRow("video", 0, None)
+        vectors, counts = predict_videos(
+            self.model, _InMemoryFeatures("video", features), [row],
+            window_frames=spec.window_frames, tokens=spec.tokens, stride_frames=self.stride,
+            batch_size=self.window_batch_size, device=self.device, task_type=spec.task_type,
+        )
+        return VideoPrediction(str(path), vectors["video"], len(features), counts["n_windows"], time.perf_counter() - started, [])
+
+    def stream(self, path, every_seconds: float | None = None, on_update: Callable[[dict[str, Any]], None] | None = None) -> VideoPrediction:
+        """Streaming mode (ViS4mer only): frame by frame through the recurrent model.
+
+        Every `every_seconds` of video, the running prediction (see
+        :meth:`WindowedStream.prediction`) is appended to ``running`` and passed to
+        `on_update`. The final vector equals :meth:`predict`'s.
+        """
+        from vis4mer.streaming import WindowedStream
+
+        self.check_streamable()
+        started = time.perf_counter()
+        path = Path(path)
+        check_video_file(path)
+        spec = self.spec
+        stream = WindowedStream(self.model, spec.window_frames, self.stride, spec.task_type)
+        every = max(1, round(every_seconds * spec.fps)) if every_seconds else 0
+        running: list[dict[str, Any]] = []
+        chunks = iter_frame_chunks(path, spec.fps, spec.frame_size, spec.decoder)
+        with self._frames_bar(str(path), None) as bar:
+            for chunk in _decoding(chunks, path, spec.decoder):
+                features = self._encode(chunk, bar)  # float16 [n, tokens, dim]
+                for frame in select_tokens(features, spec.tokens):
+                    stream.push_frame(torch.from_numpy(frame.astype(np.float32)))
+                    if every and stream.frames_seen % every == 0:
+                        # completed windows so far (summed), or the oldest open one read out now
+                        update = {"t": stream.frames_seen / spec.fps, "n_frames": stream.frames_seen,
+                                  "n_windows": stream.n_completed,
+                                  **self.describe(stream.prediction(), max(1, stream.n_completed))}
+                        running.append(update)
+                        if on_update is not None:
+                            on_update(update)
+        if stream.frames_seen == 0:
+            raise VideoError(f"no frames decoded from {path}")
+        n_windows = len(window_starts(stream.frames_seen, spec.window_frames, self.stride))
+        return VideoPrediction(str(path), stream.final(), stream.frames_seen, n_windows, time.perf_counter() - started, running)
+
+    # -- reading out
+    def describe(self, vector: np.ndarray, n_windows: int, top_k: int | None = None) -> dict[str, Any]:
+        """JSON-ready prediction: probabilities and the top-k classes, or the regression value."""
+        spec = self.spec
+        vector = np.asarray(vector, dtype=np.float64)
+        if spec.task_type == "classification":
+            probabilities = vector / n_windows
+            order = np.argsort(-probabilities, kind="stable")[: top_k or len(probabilities)]
+            top = [{"class": int(i), "label": spec.label_names[i], "probability": float(probabilities[i])} for i in order]
+            return {"label": top[0]["label"], "class": top[0]["class"], "probability": top[0]["probability"],
+                    "top_k": top, "probabilities": [float(p) for p in probabilities]}
+        target = float(vector[0])
+        return {"value": raw_from_target(target, spec.label_transform),
+                "quantity": target_quantity(spec.label_column, spec.label_transform), "target": target}
+
+
+def _decoding(chunks: Iterator[np.ndarray], path: Path, decoder: str) -> Iterator[np.ndarray]:
+    """`chunks`, with a decoder failure (at open or mid-way) turned into VideoError."""
+    while True:
+        try:
+            chunk = next(chunks)
+        except StopIteration:
+            return
+        except Exception as error:
+            raise VideoError(f"{decoder} could not decode {path}: {type(error).__name__}: {error}") from error
+        yield chunk
