@@ -277,3 +277,8 @@ def test_directories_expand_to_their_video_files_sorted(tmp_path):
     assert [Path(name).name for name, _, _ in expanded] == ["a.MKV", "b.mp4", "d.webm", "c.txt", "empty"]
     assert expanded[-1][1] is None and "no video files in directory" in expanded[-1][2]
     assert all(error is None for _, _, error in expanded[:-1])
+
+
+def test_checkpoint_without_the_model_names_the_field(run, tmp_path):
+    with pytest.raises(CheckpointError, match="no field 'model.arch'"):
+        Predictor(_edited(run, tmp_path, lambda c: c.pop("model")), device="cpu")

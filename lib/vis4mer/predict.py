@@ -300,13 +300,21 @@ class Predictor:
             raise CheckpointError(f"model checkpoint not found: {self.path}")
         self.device = torch.device(device or default_device())
         try:
-            self.model, checkpoint = load_checkpoint(self.path, device=self.device)
+            checkpoint = torch.load(self.path, map_location="cpu", weights_only=True)
         except Exception as error:
             raise CheckpointError(
                 f"{self.path} is not a usable {CHECKPOINT_FORMAT} training checkpoint: {type(error).__name__}: {error}"
             ) from error
+        if not isinstance(checkpoint, dict) or checkpoint.get("format") != CHECKPOINT_FORMAT:
+            found = checkpoint.get("format") if isinstance(checkpoint, dict) else type(checkpoint).__name__
+            raise CheckpointError(f"{self.path} is not a vis4mer training checkpoint (format {found!r}, expected {CHECKPOINT_FORMAT!r})")
+        self.spec = InferenceSpec.from_checkpoint(checkpoint, self.path)  # names a missing field
+        _field(checkpoint, "state_dict", self.path, "the model's weights")
+        try:
+            self.model, _ = load_checkpoint(self.path, device=self.device)
+        except Exception as error:
+            raise CheckpointError(f"{self.path}: the model cannot be rebuilt: {type(error).__name__}: {error}") from error
         self.checkpoint_info = {key: checkpoint.get(key) for key in ("run", "epoch", "val_metric", "dataset", "task_name")}
-        self.spec = InferenceSpec.from_checkpoint(checkpoint, self.path)
         self.stride = int(stride_frames or self.spec.eval_stride_frames or 1)
         if self.stride < 1:
             raise PredictError(f"the stride must be >= 1 frame, got {self.stride}")
