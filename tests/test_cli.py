@@ -216,7 +216,8 @@ def test_pipeline_model_predicts_its_test_videos_as_evaluation_did(pipeline_run)
     metrics = json.loads((results / "order" / "vis4mer" / "metrics.json").read_text())
     rows = read_split_csv(results / "splits" / "order" / "test.csv")
     meta = torch.load(checkpoint, map_location="cpu", weights_only=True)
-    assert meta["frames"] == {"fps": 1, "size": 32, "decoder": "decord"} and meta["eval_stride_frames"] == 1
+    assert {k: meta["frames"][k] for k in ("fps", "size", "decoder")} == {"fps": 1, "size": 32, "decoder": "decord"}
+    assert meta["eval_stride_frames"] == 1
     assert meta["features"]["weights"] == "random-seed0"
 
     # the pipeline's per-video predictions, from its feature shards (what evaluate computed)

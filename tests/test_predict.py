@@ -282,3 +282,10 @@ def test_directories_expand_to_their_video_files_sorted(tmp_path):
 def test_checkpoint_without_the_model_names_the_field(run, tmp_path):
     with pytest.raises(CheckpointError, match="no field 'model.arch'"):
         Predictor(_edited(run, tmp_path, lambda c: c.pop("model")), device="cpu")
+
+
+def test_frames_settings_predict_does_not_apply_are_warned_about(run, tmp_path, caplog):
+    path = _edited(run, tmp_path, lambda c: c["frames"].update(keep_last_s=30))
+    with caplog.at_level("WARNING", logger="vis4mer.predict"):
+        Predictor(path, device="cpu")
+    assert "frames settings {'keep_last_s': 30} are recorded but not applied" in caplog.text

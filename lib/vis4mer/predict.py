@@ -25,6 +25,7 @@ be predicted: a usage error); :class:`VideoError` concerns one video (the others
 
 from __future__ import annotations
 
+import logging
 import math
 import re
 import time
@@ -44,6 +45,7 @@ from vis4mer.splits import SplitRow
 VIDEO_EXTENSIONS = ("mp4", "mkv", "webm", "avi", "mov", "m4v", "mpg", "mpeg", "ts", "flv", "wmv", "3gp")
 RANDOM_WEIGHTS = re.compile(r"random-seed(-?\d+)")
 SHA256 = re.compile(r"[0-9a-f]{64}")
+logger = logging.getLogger("vis4mer.predict")
 STALE_HINT = "re-train it with this version of vis4mer (the pipeline's train rule records it)"
 
 
@@ -115,6 +117,12 @@ class InferenceSpec:
         fps = float(_field(checkpoint, "frames.fps", path, "the frame rate the videos were sampled at"))
         frame_size = int(_field(checkpoint, "frames.size", path, "the size frames were resized and cropped to"))
         decoder = _field(checkpoint, "frames.decoder", path, "the video decoder")
+        ignored = sorted(set(checkpoint["frames"]) - {"fps", "size", "decoder"})
+        if ignored:
+            logger.warning(
+                "%s: frames settings %s are recorded but not applied to new videos (the whole video is sampled)",
+                path, {key: checkpoint["frames"][key] for key in ignored},
+            )
         label_column = label_transform = None
         if task_type == "regression":
             target = _field(checkpoint, "target.label_transform", path, "the regression target's transform, to invert it")

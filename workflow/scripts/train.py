@@ -16,7 +16,7 @@ def inference_metadata(task):
     config = snakemake.config
     frames = config["datasets"][snakemake.wildcards.dataset].get("frames", {})
     return {
-        "frames": {key: frames[key] for key in ("fps", "size", "decoder") if key in frames},
+        "frames": dict(frames),  # fps, size, decoder, and any later setting of how frames are sampled
         "eval_stride_frames": config.get("evaluation", {}).get("eval_stride_frames", 1),
         "target": {"label_column": task["label_column"], "label_transform": dict(task.get("label_transform") or {})},
     }
