@@ -24,22 +24,22 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import isolated, matmul_rate, parse_args, plot_bars, ratio, side_by_side, time_repeated, write_json  # noqa: E402
+from common import matmul_rate, parse_args, plot_bars, ratio, side_by_side, time_repeated, write_json  # noqa: E402
 
 DECODERS = ("decord", "torchcodec")
 VIDEO = dict(width=640, height=360, fps=30, seconds=20, sample_fps=1.0, size=224)
 PRESETS = {
     "lvu": dict(
         vit=dict(model="vit_large_patch16_224", img_size=224, batch=64, warmup=2, repeats=5),
-        gemm=dict(n=16384, repeats=10), decode=dict(VIDEO, videos=4, rounds=1),
+        gemm=dict(n=16384, repeats=10), decode=dict(VIDEO, videos=4, rounds=1), rounds=1,
     ),
     "cpu": dict(
         vit=dict(model="vit_large_patch16_224", img_size=224, batch=2, warmup=1, repeats=1),
-        gemm=dict(n=2048, repeats=3), decode=dict(VIDEO, videos=2, rounds=2),
+        gemm=dict(n=2048, repeats=5), decode=dict(VIDEO, videos=2, rounds=2), rounds=2,
     ),
     "tiny": dict(
         vit=dict(model="vit_tiny_patch16_224", img_size=32, batch=1, warmup=0, repeats=1),
-        gemm=dict(n=64, repeats=1), decode=dict(width=64, height=48, fps=10, seconds=2, sample_fps=1.0, size=32, videos=1, rounds=1),
+        gemm=dict(n=64, repeats=1), decode=dict(width=64, height=48, fps=10, seconds=2, sample_fps=1.0, size=32, videos=1, rounds=1), rounds=1,
     ),
 }
 
@@ -162,8 +162,8 @@ def measure_decode(preset: dict) -> dict:
 def main(argv: list[str] | None = None) -> dict:
     args, preset = parse_args(__doc__, PRESETS, argv)
     dtype = "bfloat16" if args.device.startswith("cuda") else "float32"
-    gemm = isolated(matmul_rate, args.device, dtype, preset["gemm"]["n"], preset["gemm"]["repeats"])
-    vit = isolated(vit_case, preset["vit"], args.device)
+    cases = {"gemm": (matmul_rate, args.device, dtype, preset["gemm"]["n"], preset["gemm"]["repeats"]), "vit": (vit_case, preset["vit"], args.device)}
+    gemm, vit = side_by_side(cases, preset["rounds"]).values()
     flops = vit_flops_per_frame(vit.get("depth", 0), vit.get("dim", 0), preset["vit"]["img_size"]) if "depth" in vit else None
     roofline = gemm["flop_per_s"] / flops if flops and "flop_per_s" in gemm else None
     vit_result = vit | {
@@ -192,7 +192,7 @@ def main(argv: list[str] | None = None) -> dict:
     path = write_json(name, payload)
     panels = [
         dict(title=f"{preset['vit']['model']} ({dtype})", xlabel="frames / s",
-             bars={"measured": vit.get("frames_per_s"), "matmul roofline": roofline}, log=True),
+             bars={"measured": vit.get("frames_per_s"), "matmul roofline": roofline}),
         dict(title="decode at 1 fps, one core", xlabel="sampled frames / s",
              bars={name: r.get("sampled_frames_per_s") for name, r in decode["decoders"].items()}),
     ]

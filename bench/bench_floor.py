@@ -26,7 +26,7 @@ from pathlib import Path
 from scipy.fft import next_fast_len
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import copy_bandwidth, fastest, isolated, matmul_rate, parse_args, plot_bars, ratio, side_by_side, train_step_case, write_json  # noqa: E402
+from common import copy_bandwidth, fastest, matmul_rate, parse_args, plot_bars, ratio, side_by_side, train_step_case, write_json  # noqa: E402
 
 FLOAT = 4  # bytes per fp32 value
 COMPLEX = 8  # bytes per complex64 value
@@ -38,7 +38,7 @@ PRESETS = {
     ),
     "cpu": dict(
         step=dict(batch=2, d_input=128, d_model=128, n_layers=3, d_state=64, length=4096, warmup=1, repeats=3),
-        gemm=dict(fp32=2048, bf16=1024, repeats=3), copy=dict(mib=256, repeats=5), rounds=2,
+        gemm=dict(fp32=2048, bf16=1024, repeats=5), copy=dict(mib=256, repeats=5), rounds=2,
     ),
     "tiny": dict(
         step=dict(batch=1, d_input=16, d_model=16, n_layers=2, d_state=64, length=64, warmup=0, repeats=1),
@@ -158,11 +158,15 @@ def floor_seconds(flops: dict, bytes_moved: float, linear_rate: float, fp32_rate
 def main(argv: list[str] | None = None) -> dict:
     args, preset = parse_args(__doc__, PRESETS, argv)
     size, gemm = preset["step"], preset["gemm"]
-    rates = {
-        "fp32": isolated(matmul_rate, args.device, "float32", gemm["fp32"], gemm["repeats"]),
-        "bf16": isolated(matmul_rate, args.device, "bfloat16", gemm["bf16"], gemm["repeats"]),
-    }
-    copy = isolated(copy_bandwidth, args.device, preset["copy"]["mib"], preset["copy"]["repeats"])
+    rates = side_by_side(
+        {
+            "fp32": (matmul_rate, args.device, "float32", gemm["fp32"], gemm["repeats"]),
+            "bf16": (matmul_rate, args.device, "bfloat16", gemm["bf16"], gemm["repeats"]),
+            "copy": (copy_bandwidth, args.device, preset["copy"]["mib"], preset["copy"]["repeats"]),
+        },
+        preset["rounds"],
+    )
+    copy = rates.pop("copy")
     cases = {precision: (train_step_case, "vis4mer", size, args.device, precision == "bf16") for precision in ("fp32", "bf16")}
     measured = side_by_side(cases, preset["rounds"])
     print("rates", rates, "copy", copy, "measured", measured, sep="\n", flush=True)
