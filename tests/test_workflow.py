@@ -110,24 +110,8 @@ def test_lint_is_clean(workdir):
     assert "Congratulations, your workflow is in a good condition" in result.stdout + result.stderr
 
 
-def test_conda_envs_pin_the_versions_of_requirements(workdir):
-    pins = {}
-    for line in (REPO / "requirements" / "base.txt").read_text().splitlines():
-        line = line.split("#")[0].strip()
-        if "==" in line:
-            name, version = line.split("==")
-            pins[name.lower()] = version
-    rule_envs = set()
-    for smk in (workdir / "workflow" / "rules").glob("*.smk"):
-        rule_envs.update(re.findall(r'conda:\s*\n\s*"\.\./\.\./(envs/[^"]+)"', smk.read_text()))
-    assert rule_envs == {"envs/video.yaml", "envs/train.yaml"}
-    for env_file in rule_envs:
-        env = yaml.safe_load((REPO / env_file).read_text())
-        assert env["channels"] and "python=3.11" in env["dependencies"]
-        pip = next(item["pip"] for item in env["dependencies"] if isinstance(item, dict))
-        for requirement in pip:
-            name, version = requirement.split("==")
-            assert pins.get(name.lower()) == version, f"{env_file}: {requirement} differs from requirements/base.txt"
+# The conda environments (one per group of rules, pins as requirements/base.txt) are
+# checked in tests/test_envs.py.
 
 
 @pytest.mark.parametrize(
