@@ -77,7 +77,7 @@ def fft_lengths(length: int) -> dict:
     return {"naive": naive, "fast": fast, "naive_factors": prime_factors(naive), "fast_factors": prime_factors(fast)}
 
 
-# ---- (b) FFT length -------------------------------------------------------------------------
+# ---- FFT length ------------------------------------------------------------------------------
 def fft_case(batch: int, heads: int, length: int, n_fft: int, device: str, warmup: int, repeats: int) -> dict:
     dev = torch.device(device)
     torch.manual_seed(0)
@@ -118,7 +118,7 @@ def measure_fft(preset: dict, device: str, rounds: int) -> list[dict]:
     return rows
 
 
-# ---- (a) bf16 autocast ----------------------------------------------------------------------
+# ---- bf16 autocast ----------------------------------------------------------------------------
 def measure_autocast(size: dict, device: str, rounds: int) -> dict:
     cases = {precision: (train_step_case, "vis4mer", size, device, precision == "bf16") for precision in ("fp32", "bf16")}
     fp32, bf16 = side_by_side(cases, rounds).values()
@@ -132,7 +132,7 @@ def measure_autocast(size: dict, device: str, rounds: int) -> dict:
     return result
 
 
-# ---- (c) Cauchy backends --------------------------------------------------------------------
+# ---- Cauchy backends --------------------------------------------------------------------------
 def measure_cauchy(preset: dict, device: str, rounds: int) -> dict:
     cases = {
         name: (bench_cauchy._case, name, preset["heads"], preset["length"], preset["d_state"], device, preset["warmup"], preset["repeats"])
@@ -150,7 +150,7 @@ def measure_cauchy(preset: dict, device: str, rounds: int) -> dict:
     return result
 
 
-# ---- (d) fp16 vs fp64 feature storage -------------------------------------------------------
+# ---- fp16 vs fp64 feature storage ---------------------------------------------------------------
 def _drop_from_page_cache(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
