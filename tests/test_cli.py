@@ -230,13 +230,16 @@ def test_pipeline_model_predicts_its_test_videos_as_evaluation_did(pipeline_run)
     batch = _cli_json(workdir, "--model", checkpoint, "--batch-size", "16", *videos)
     stream = _cli_json(workdir, "--model", checkpoint, "--stream", "--every", "5", *videos)
     assert batch["n_ok"] == stream["n_ok"] == len(rows) >= 4
-    correct = 0
+    correct, stream_diff, pipeline_diff = 0, 0.0, 0.0
     for row, b, s in zip(rows, batch["videos"], stream["videos"]):
         assert b["class"] == int(np.argmax(pipeline[row.video_id])), row.video_id
         correct += b["class"] == int(row.label)
         np.testing.assert_allclose(b["vector"], pipeline[row.video_id], rtol=1e-3)
         np.testing.assert_allclose(s["vector"], b["vector"], rtol=1e-4)
         assert b["n_frames"] == store.n_frames(row.video_id)
+        stream_diff = max(stream_diff, float(np.max(np.abs(np.subtract(s["vector"], b["vector"])) / np.abs(b["vector"]))))
+        pipeline_diff = max(pipeline_diff, float(np.max(np.abs(np.subtract(b["vector"], pipeline[row.video_id])) / np.abs(pipeline[row.video_id]))))
     assert correct / len(rows) == metrics["value"]
-    for b in batch["videos"]:
-        print(f"{b['input']}: {b['n_frames']} frames, {b['seconds']:.3f} s batch")
+    print(f"\naccuracy: CLI {correct}/{len(rows)}, pipeline metrics.json {metrics['value']}; max relative difference "
+          f"CLI vs evaluation {pipeline_diff:.2e}, stream vs batch {stream_diff:.2e}; seconds per video: batch "
+          f"{[b['seconds'] for b in batch['videos']]}, stream {[s['seconds'] for s in stream['videos']]}")
