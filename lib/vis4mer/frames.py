@@ -16,6 +16,11 @@ pixels.
 
 A missing, empty or undecodable file is recorded in the shard manifest with the
 reason (``ShardWriter.skip``) and the loop goes on with the next video.
+
+Part of a video: a time range [start_s, end_s) (e.g. COIN's annotated span) and/or
+``keep_last_s`` (keep only the last seconds, e.g. LVU clips whose download starts with a
+preview) restrict the sampling to that part; sample times are then start_s + i / fps.
+The range actually decoded is stored as the attrs ``start_s`` / ``end_s`` of each video.
 """
 
 from __future__ import annotations
@@ -35,11 +40,33 @@ DECODERS = ("decord", "torchcodec")
 CHUNK_FRAMES = 32  # frames decoded and resized at a time
 
 
-def sample_indices(n_native: int, native_fps: float, fps: float) -> np.ndarray:
-    """int64 [T] native frame indices sampled at `fps` (rule in the module docstring)."""
+def time_range(
+    duration_s: float, start_s: float | None = None, end_s: float | None = None, keep_last_s: float | None = None
+) -> tuple[float, float]:
+    """(start, end) in seconds of the part of a `duration_s`-long video to sample.
+
+    [start_s, end_s) clipped to the video (None: its start / end); `keep_last_s` then moves
+    the start to end - keep_last_s when that is later (a video no longer than keep_last_s
+    is kept whole). Raises ValueError when nothing of the video is left.
+    """
+    start = max(0.0, start_s or 0.0)
+    end = duration_s if end_s is None else min(float(end_s), duration_s)
+    if keep_last_s is not None:
+        start = max(start, end - keep_last_s)
+    if end <= start:
+        raise ValueError(f"range {start_s}-{end_s} s has no frames in a video of {duration_s:.2f} s")
+    return start, end
+
+
+def sample_indices(
+    n_native: int, native_fps: float, fps: float, start_s: float = 0.0, end_s: float | None = None
+) -> np.ndarray:
+    """int64 [T] native frame indices sampled at `fps` (rule in the module docstring),
+    from `start_s` to `end_s` (None: the end of the video)."""
     duration_s = n_native / native_fps
-    n_samples = max(1, math.floor(duration_s * fps + 1e-9))
-    times = np.arange(n_samples) / fps
+    end = duration_s if end_s is None else min(end_s, duration_s)
+    n_samples = max(1, math.floor((end - start_s) * fps + 1e-9))
+    times = start_s + np.arange(n_samples) / fps
     return np.minimum(np.floor(times * native_fps + 1e-6).astype(np.int64), n_native - 1)
 
 
@@ -91,8 +118,17 @@ def _open_torchcodec(path: Path):
 _OPEN = {"decord": _open_decord, "torchcodec": _open_torchcodec}
 
 
-def decode_video(path, fps: float, size: int, decoder: str = "decord") -> tuple[np.ndarray, float, int]:
-    """(uint8 [T, size, size, 3], native_fps, n_native_frames) of one video.
+def decode_video(
+    path,
+    fps: float,
+    size: int,
+    decoder: str = "decord",
+    start_s: float | None = None,
+    end_s: float | None = None,
+    keep_last_s: float | None = None,
+) -> tuple[np.ndarray, float, int]:
+    """(uint8 [T, size, size, 3], native_fps, n_native_frames) of one video, or of the
+    part of it selected by `start_s`, `end_s` and `keep_last_s` (see :func:`time_range`).
 
     Frames are read and resized CHUNK_FRAMES at a time, so a long high-resolution
     video never sits in memory at full resolution.
@@ -100,7 +136,8 @@ def decode_video(path, fps: float, size: int, decoder: str = "decord") -> tuple[
     read, native_fps, n_native = _OPEN[decoder](Path(path))
     if not n_native or not native_fps:
         raise ValueError(f"{decoder} reports {n_native} frames at {native_fps} fps")
-    indices = sample_indices(n_native, native_fps, fps).tolist()
+    start, end = time_range(n_native / native_fps, start_s, end_s, keep_last_s)
+    indices = sample_indices(n_native, native_fps, fps, start, end).tolist()
     chunks = [
         resize_and_crop(read(indices[start : start + CHUNK_FRAMES]), size)
         for start in range(0, len(indices), CHUNK_FRAMES)
@@ -120,24 +157,50 @@ def _precheck(path: Path) -> str | None:
 
 
 def decode_videos_to_shard(
-    videos: dict[str, Path], out_path, fps: float, size: int, decoder: str = "decord"
+    videos: dict[str, Path],
+    out_path,
+    fps: float,
+    size: int,
+    decoder: str = "decord",
+    *,
+    ranges: dict[str, tuple[float | None, float | None]] | None = None,
+    keep_last_s: dict[str, float] | None = None,
+    skipped: dict[str, str] | None = None,
 ) -> dict[str, dict]:
     """Decode `videos` ({video_id: path}) into the frames shard `out_path`.
 
     Dataset per video: uint8 [T, size, size, 3] with attrs fps, n_frames,
-    source_video, duration_s, native_fps. Returns the shard manifest.
+    source_video, duration_s (of the whole file), native_fps, and start_s, end_s
+    (the part decoded) for a video given a range or keep_last_s. Returns the shard
+    manifest.
+
+    `ranges` ({video_id: (start_s, end_s)}) and `keep_last_s` ({video_id: seconds})
+    restrict listed videos to part of the file (:func:`time_range`). `skipped`
+    ({video_id: reason}) lists ids that have no video file (e.g. unavailable for
+    download): they are recorded as skipped with that reason.
     """
     if decoder not in _OPEN:
         raise ValueError(f"unknown decoder {decoder!r}; choose one of {DECODERS}")
+    if overlap := sorted(set(videos) & set(skipped or {})):
+        raise ValueError(f"videos {overlap[:5]} are both given and skipped")
     _import_decoder(decoder)
+    ranges, keep_last_s = ranges or {}, keep_last_s or {}
     attrs = {"fps": fps, "size": size, "decoder": decoder}
     with ShardWriter(out_path, "frames", attrs=attrs) as shard:
+        for video_id, reason in sorted((skipped or {}).items()):
+            logger.warning("skipping video %s: %s", video_id, reason)
+            shard.skip(video_id, reason)
         for video_id in tqdm(sorted(videos), desc=f"decode {Path(out_path).name}", unit="video", disable=None):
             path = Path(videos[video_id])
+            start_s, end_s = ranges.get(video_id, (None, None))
+            partial = video_id in ranges or video_id in keep_last_s
             reason = _precheck(path)
             if reason is None:
                 try:
-                    frames, native_fps, n_native = decode_video(path, fps, size, decoder)
+                    frames, native_fps, n_native = decode_video(
+                        path, fps, size, decoder, start_s, end_s, keep_last_s.get(video_id)
+                    )
+                    start, end = time_range(n_native / native_fps, start_s, end_s, keep_last_s.get(video_id))
                 except Exception as error:  # any decoder failure skips this one video
                     reason = f"{decoder} could not decode {path}: {type(error).__name__}: {error}"
             if reason is not None:
@@ -152,5 +215,6 @@ def decode_videos_to_shard(
                 source_video=str(path),
                 duration_s=n_native / native_fps,
                 native_fps=native_fps,
+                **({"start_s": start, "end_s": end} if partial else {}),
             )
     return shard.manifest
