@@ -408,18 +408,23 @@ def extract_swin_features_to_shard(
     out_path,
     backbone: str,
     checkpoint,
-    max_segments: int,
+    max_segments: int | dict[str, int],
     batch_size: int,
     device: str | None = None,
     ranges: dict[str, tuple[float, float]] | None = None,
     size: int = 224,
     num_threads: int | None = None,
     seed: int = 0,
+    skipped: dict[str, str] | None = None,
 ) -> dict[str, dict]:
     """Encode `videos` ({video_id: path}) into the features shard `out_path`.
 
+    `max_segments` is one number for every video, or {video_id: number} covering every
+    video (ViS4mer takes more segments of a training video than of a test video).
     `ranges` ({video_id: (start_s, end_s)}, e.g. COIN's annotated span) restricts each
-    listed video to that time range; it must cover every video when given. `size` must
+    listed video to that time range; it must cover every video when given. `skipped`
+    ({video_id: reason}) lists ids without a video file (e.g. unavailable for download):
+    they are recorded as skipped with that reason. `size` must
     be a multiple of 32 (the backbone's token stride). Dataset per video: float16
     [S, (size/32)^2, C] with S <= max_segments and attrs backbone, weights, fps,
     n_segments, segment_frames, n_native_frames, source_video (+ start, end with
@@ -433,10 +438,15 @@ def extract_swin_features_to_shard(
     config = swin_config(backbone)
     if size % config.spatial_stride:
         raise ValueError(f"size {size} is not a multiple of {config.spatial_stride}, {backbone}'s token stride")
-    if max_segments < 1 or batch_size < 1:
+    per_video = max_segments if isinstance(max_segments, dict) else {video_id: max_segments for video_id in videos}
+    if missing := sorted(set(videos) - set(per_video)):
+        raise ValueError(f"`max_segments` has no number for {len(missing)} videos, e.g. {missing[:3]}")
+    if min(per_video.values(), default=1) < 1 or batch_size < 1:
         raise ValueError(f"max_segments and batch_size must be >= 1, got {max_segments} and {batch_size}")
     if ranges is not None and (unranged := sorted(set(videos) - set(ranges))):
         raise ValueError(f"`ranges` has no (start, end) for {len(unranged)} videos, e.g. {unranged[:3]}")
+    if overlap := sorted(set(videos) & set(skipped or {})):
+        raise ValueError(f"videos {overlap[:5]} are both given and skipped")
     import decord  # noqa: F401  (a broken install must fail the stage, not skip every video)
 
     if num_threads is not None:
@@ -448,11 +458,15 @@ def extract_swin_features_to_shard(
         "backbone": backbone,
         "checkpoint": str(checkpoint) if checkpoint is not None else "",
         "size": size,
-        "max_segments": max_segments,
+        "max_segments": max(per_video.values(), default=0) if isinstance(max_segments, dict) else max_segments,
         "segment_frames": SEGMENT_FRAMES,
         **report.as_attrs(),
     }
     with ShardWriter(out_path, "features", attrs=attrs) as shard:
+        for video_id, reason in sorted((skipped or {}).items()):
+            logger.warning("skipping video %s: %s", video_id, reason)
+            known_range = (ranges or {}).get(video_id)
+            shard.skip(video_id, reason, **({"start": float(known_range[0]), "end": float(known_range[1])} if known_range else {}))
         for video_id in tqdm(sorted(videos), desc=f"swin {Path(out_path).name}", unit="video", disable=None):
             path = Path(videos[video_id])
             time_range = ranges[video_id] if ranges is not None else None
@@ -461,7 +475,7 @@ def extract_swin_features_to_shard(
             if reason is None:
                 try:
                     reader = _SegmentReader(path, size)
-                    tokens = _encode_video(encoder, reader, max_segments, batch_size, time_range)  # [S, tokens, C]
+                    tokens = _encode_video(encoder, reader, per_video[video_id], batch_size, time_range)  # [S, tokens, C]
                 except UnusableVideoError as error:
                     reason = str(error)
             if reason is not None:
