@@ -263,6 +263,7 @@ def download_shard(
     cookies: str | os.PathLike | None = None,
     sleep_between_s: float = 0.0,
     socket_timeout_s: float = 30.0,
+    network: bool = True,
 ) -> dict[str, Record]:
     """Fetch `video_ids` into `out_dir` and record each outcome in `manifest_path`.
 
@@ -276,6 +277,9 @@ def download_shard(
     cookies: Netscape cookies file for yt-dlp (``cookiefile``), e.g. for age-gated videos.
     sleep_between_s: pause before each network download (yt-dlp ``sleep_interval``).
     socket_timeout_s: seconds to wait on an unresponsive host (yt-dlp ``socket_timeout``).
+    network: False = local mirrors only: an id found neither in `out_dir` nor in a mirror
+        is recorded as ``failed`` (not ``unavailable``: it may exist online, and a later call
+        with the network on retries it), with a message naming the mirrors; nothing is fetched.
 
     Returns {id: Record} for exactly `video_ids`. A previous manifest at `manifest_path` is
     merged: finished files are kept, ``unavailable`` ids are not asked again, ``failed`` ids
@@ -326,6 +330,9 @@ def download_shard(
             records[video_id] = Record("local", f"from {mirrored}", str(target), 0)
         elif old is not None and old.status == "unavailable":
             records[video_id] = old
+        elif not network:
+            where = ", ".join(map(str, mirrors)) or "no mirror given"
+            records[video_id] = Record("failed", f"not in {out_dir} nor in the local mirror(s) ({where}); downloading is off", None, 0)
         else:
             for ext in VIDEO_EXTENSIONS:  # an empty leftover would make yt-dlp skip the download
                 empty = out_dir / f"{video_id}{ext}"
