@@ -69,3 +69,36 @@ def test_collect_rejects_duplicates_and_incomplete_metrics(tmp_path, metric_file
         collect("toy", [bad])
     with pytest.raises(ValueError, match="belongs to dataset"):
         collect("other", metric_files[:1])
+
+
+def test_seeds_paper_numbers_and_download_coverage(tmp_path):
+    """Seeded runs of a model become one row (mean, sample std); the paper's number sits beside it."""
+    paths = []
+    for task, metric, values in (("genre", "accuracy", (0.5, 0.7)), ("like_ratio", "mse", (0.30, 0.34))):
+        for seed, value in zip((0, 1), values):
+            path = tmp_path / task / f"seed_{seed}.json"
+            path.parent.mkdir(exist_ok=True)
+            path.write_text(json.dumps(metrics(task, f"vis4mer/seed_{seed}", value, metric=metric, n_evaluated=9, n_missing=1)))
+            paths.append(path)
+    manifest = tmp_path / "downloads.json"
+    manifest.write_text(json.dumps({"ids": {
+        "a": {"status": "downloaded", "message": "", "path": "a.mp4", "attempts": 1},
+        "b": {"status": "unavailable", "message": "gone", "path": None, "attempts": 1},
+    }}))
+    info = {"source": "lvu", "seeds": [0, 1], "paper": {
+        "genre": {"value": 54.71, "metric": "accuracy", "unit": "%", "source": "ViS4mer, Table 1"},
+        "like_ratio": {"value": 0.26, "metric": "mse", "unit": "MSE", "source": "ViS4mer, Table 1"}}}
+    collected = write_aggregate("toy", paths, tmp_path / "all.json", tmp_path / "summary.md", info, [manifest])
+    assert collected["n_runs"] == 4 and list(collected["results"]["genre"]) == ["vis4mer/seed_0", "vis4mer/seed_1"]
+    genre, like = collected["table"]
+    assert genre["model"] == "vis4mer" and genre["seeds"] == [0, 1] and genre["mean"] == pytest.approx(0.6)
+    assert genre["std"] == pytest.approx(0.1414213, rel=1e-5) and genre["delta"] == pytest.approx(60 - 54.71)
+    assert like["mean"] == pytest.approx(0.32) and like["delta"] == pytest.approx(0.06)
+    assert collected["downloads"]["counts"] == {"downloaded": 1, "local": 0, "unavailable": 1, "failed": 0}
+    assert json.loads((tmp_path / "all.json").read_text())["source"] == "lvu"
+    lines = (tmp_path / "summary.md").read_text().splitlines()
+    assert "| task | model | metric | value | evaluated/total | paper |" in lines
+    assert "| genre | vis4mer | accuracy | 60.0 ± 14.1% (2 seeds) | 9/10 | 54.71% |" in lines
+    assert "| like_ratio | vis4mer | mse | 0.32 ± 0.028 (2 seeds) | 9/10 | 0.26 |" in lines
+    assert "1 of 2 videos available (50.0%), 1 download shards." in lines
+    assert "Unavailable: b" in lines
