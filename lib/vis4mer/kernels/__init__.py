@@ -1,8 +1,8 @@
 """Kernel backends, chosen explicitly by name or by `auto`, each choice logged once with its reason.
 
 `auto` order: CUDA tensors -> CUDA extension, then pykeops, then the torch reference;
-CPU tensors -> the torch reference (pykeops compiles a C++ module per formula on first use and
-is not faster than batched matmul on CPU; request "keops" explicitly to use it there).
+CPU tensors -> the torch reference, cache-blocked, which needs no compiler at run time (pykeops
+compiles a C++ module per formula on first use; request "keops" explicitly to use it there).
 An explicitly requested backend that cannot run raises instead of falling back silently.
 """
 

@@ -24,8 +24,16 @@ from typing import Protocol
 
 import torch
 
-# Complex elements per [B, L_chunk, M] temporary in the torch reference (128 MiB in complex64).
-CHUNK_ELEMENTS = 1 << 24
+# Complex elements per [B, L_chunk, M] temporary in the torch reference, by device type.
+# CPU: cache-sized blocks; measured on 2 cores (H=256, L=4096, N=64, forward+backward):
+# 2^18 -> 0.26 s and 0.33 GB peak, 2^20 -> 0.34 s, 2^24 -> 1.70 s and 0.86 GB.
+# CUDA: large blocks (128 MiB in complex64) so that kernel launches stay few.
+CHUNK_ELEMENTS = {"cpu": 1 << 18, "cuda": 1 << 24}
+
+
+def chunk_elements_for(device: torch.device) -> int:
+    """Block size of the chunked torch kernels for tensors on `device`."""
+    return CHUNK_ELEMENTS.get(device.type, CHUNK_ELEMENTS["cuda"])
 
 
 class CauchyBackend(Protocol):
@@ -53,8 +61,11 @@ class TorchCauchy:
 
     name = "torch"
 
-    def __init__(self, chunk_elements: int = CHUNK_ELEMENTS):
-        self.chunk_elements = chunk_elements
+    def __init__(self, chunk_elements: int | None = None):
+        self.chunk_elements = chunk_elements  # None: CHUNK_ELEMENTS for the tensors' device
+
+    def _chunk_elements(self, tensor: torch.Tensor) -> int:
+        return self.chunk_elements or chunk_elements_for(tensor.device)
 
     def _reciprocals(self, z_chunk, w):
         # z_chunk [Lc], w [B, M] -> inv1, inv2 [B, Lc, M]
@@ -66,7 +77,7 @@ class TorchCauchy:
         n_num, batch, poles = v.shape
         out = v.new_empty(n_num, batch, z.shape[0])
         v_t, v_conj_t = v.permute(1, 2, 0), v.conj().permute(1, 2, 0)  # [B, M, K]
-        for part in _chunks(z.shape[0], batch, poles, self.chunk_elements):
+        for part in _chunks(z.shape[0], batch, poles, self._chunk_elements(v)):
             inv1, inv2 = self._reciprocals(z[part], w)
             # [B, Lc, M] @ [B, M, K] -> [B, Lc, K]
             out[..., part] = (inv1 @ v_t + inv2 @ v_conj_t).permute(2, 0, 1)
@@ -77,7 +88,7 @@ class TorchCauchy:
         grad_v = torch.zeros_like(v)  # [K, B, M]
         weighted = torch.zeros_like(v)  # Σ_l (g·conj(inv1²) + conj(g)·inv2²)  [K, B, M]
         g_t, g_conj_t = grad.transpose(0, 1), grad.conj().transpose(0, 1)  # [B, K, L]
-        for part in _chunks(z.shape[0], batch, poles, self.chunk_elements):
+        for part in _chunks(z.shape[0], batch, poles, self._chunk_elements(v)):
             inv1, inv2 = self._reciprocals(z[part], w)
             inv1_conj = inv1.conj()
             g_c, g_conj_c = g_t[..., part], g_conj_t[..., part]  # [B, K, Lc]

@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from torch.utils.checkpoint import checkpoint
 
-from vis4mer.kernels.cauchy import CHUNK_ELEMENTS
+from vis4mer.kernels.cauchy import chunk_elements_for
 
 
 def _vandermonde_block(coefficients, log_base, positions):
@@ -19,10 +19,11 @@ def _vandermonde_block(coefficients, log_base, positions):
 
 
 def vandermonde_conj(
-    coefficients: torch.Tensor, log_base: torch.Tensor, length: int, chunk_elements: int = CHUNK_ELEMENTS
+    coefficients: torch.Tensor, log_base: torch.Tensor, length: int, chunk_elements: int | None = None
 ) -> torch.Tensor:
     """K [H, L] from c [H, M] and log of the discrete eigenvalues [H, M] (conjugates implied)."""
     heads, poles = coefficients.shape
+    chunk_elements = chunk_elements or chunk_elements_for(coefficients.device)
     step = max(1, chunk_elements // max(1, heads * poles))
     positions = torch.arange(length, device=coefficients.device, dtype=coefficients.real.dtype)
     blocks = [
