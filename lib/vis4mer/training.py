@@ -20,6 +20,14 @@ so far are left in place.
 Checkpoints are plain dicts (tensors, numbers, strings, lists, dicts) so they load
 with ``torch.load(weights_only=True)``; they carry everything needed to rebuild the
 model and read features for it (:func:`load_checkpoint`).
+
+Resuming: ``last`` also carries the full resume state (optimizer, scheduler, random
+states, best-so-far); with ``TrainOutputs.state_dir`` a killed run continues from its
+last finished epoch and ends as an uninterrupted run would (:mod:`vis4mer.resume`).
+
+Several processes: inside an initialised ``torch.distributed`` process group (torchrun,
+:func:`vis4mer.distributed.train_with_torchrun`) the run is DistributedDataParallel over
+the group, with the single-process result (:mod:`vis4mer.distributed`).
 """
 
 from __future__ import annotations
@@ -40,7 +48,9 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from vis4mer import atomic
+from vis4mer import resume as resume_state
 from vis4mer.datasets import FeatureStore, RandomWindowDataset, describe_labels, tokens_per_frame
+from vis4mer.distributed import DistContext, ShardedBatchSampler, WeightedItems, rank_loss, wrap_model
 from vis4mer.evaluation import metric_for, predict_videos, score, video_loss
 from vis4mer.splits import SplitRow
 
@@ -102,10 +112,15 @@ class TrainOutputs:
     last: Path
     log: Path
     curve: Path
+    # resume state (vis4mer.resume); None: no resuming. Keep it outside what a workflow
+    # manager deletes on failure (not a declared output).
+    state_dir: Path | None = None
 
     def __post_init__(self):
         for name in ("best", "last", "log", "curve"):
             setattr(self, name, Path(getattr(self, name)))
+        if self.state_dir is not None:
+            self.state_dir = Path(self.state_dir)
 
 
 @dataclass
@@ -162,7 +177,8 @@ def train_model(
     defaults to :func:`vis4mer.build_model`.
     """
     metric_name, mode = metric_for(task_type)
-    device = resolve_device(settings.device)
+    ctx = DistContext.current()
+    device = ctx.device(settings.device) if ctx.distributed else resolve_device(settings.device)
     logger.info("run %s: device %s%s", run_name, device, f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else "")
     seed_everything(settings.seed)
 
@@ -189,6 +205,7 @@ def train_model(
         **model_spec.kwargs,
     }
     model = (model_factory or _default_factory)(model_spec.arch, **model_kwargs).to(device)
+    trained = wrap_model(model, device, ctx)  # DDP across processes; `model` itself otherwise
     n_params = sum(p.numel() for p in model.parameters())
     logger.info(
         "run %s: %s with %s parameters; sequence %d frames x %d tokens = %d, dim %d; %d train / %d val clips; %s",
@@ -200,17 +217,33 @@ def train_model(
         optimizer, mode=mode, factor=settings.lr_factor, patience=settings.lr_patience
     )
     criterion = torch.nn.CrossEntropyLoss() if task_type == "classification" else torch.nn.MSELoss()
+    clip_criterion = type(criterion)(reduction="none")  # per clip, for the distributed loss
 
     dataset = RandomWindowDataset(store, train_present, settings.window_frames, settings.tokens, task_type, settings.seed)
-    loader = DataLoader(
-        dataset,
-        batch_size=settings.batch_size,
-        shuffle=True,
-        generator=torch.Generator().manual_seed(settings.seed),
-        num_workers=settings.num_workers,
-        pin_memory=device.type == "cuda",
-        persistent_workers=settings.num_workers > 0,
-    )
+    # Every epoch draws its clip order from this generator, exactly as many numbers each
+    # epoch whatever num_workers is (no persistent workers: a persistent iterator skips a
+    # draw after the first epoch), so the order is a function of (seed, epoch) that
+    # resuming restores and that the distributed sampler reproduces on every rank.
+    generator = torch.Generator().manual_seed(settings.seed)
+    if ctx.distributed:
+        if settings.batch_size < ctx.world_size:
+            logger.warning("run %s: batch_size %d < %d processes: some ranks idle every step", run_name, settings.batch_size, ctx.world_size)
+        loader = DataLoader(
+            WeightedItems(dataset),
+            batch_sampler=ShardedBatchSampler(len(dataset), settings.batch_size, ctx.rank, ctx.world_size, generator),
+            generator=generator,
+            num_workers=settings.num_workers,
+            pin_memory=device.type == "cuda",
+        )
+    else:
+        loader = DataLoader(
+            dataset,
+            batch_size=settings.batch_size,
+            shuffle=True,
+            generator=generator,
+            num_workers=settings.num_workers,
+            pin_memory=device.type == "cuda",
+        )
 
     metadata = {
         "format": CHECKPOINT_FORMAT,
@@ -232,23 +265,63 @@ def train_model(
     parameters = [p for p in model.parameters() if p.requires_grad]
     max_norm = settings.grad_clip if settings.grad_clip else math.inf
 
-    for epoch in range(1, settings.epochs + 1):
+    run_fingerprint = resume_state.fingerprint(metadata, store.paths, train_present, val_present)
+    start_epoch = 1
+    saved = resume_state.load_state(outputs.state_dir, run_fingerprint)
+    if saved is not None:
+        model.load_state_dict(saved["state_dict"])
+        optimizer.load_state_dict(saved["optimizer_state"])
+        scheduler.load_state_dict(saved["scheduler_state"])
+        resumed = saved["resume"]
+        log = [dict(row) for row in saved["train_log"]]
+        best_epoch, consecutive_nonfinite = resumed["best_epoch"], resumed["consecutive_nonfinite"]
+        best_metric, best_loss = _nan_if_none(resumed["best_val_metric"]), _nan_if_none(resumed["best_val_loss"])
+        generator.set_state(resumed["generator"])
+        rng = resumed["rng"]
+        resume_state.set_rng_state(rng[ctx.rank] if len(rng) == ctx.world_size else rng[0])
+        if ctx.is_main:
+            resume_state.restore_outputs(outputs.state_dir, saved, outputs.best, outputs.last)
+        start_epoch = saved["epoch"] + 1
+        logger.info("run %s: resumed after epoch %d from %s (best epoch %d)", run_name, saved["epoch"],
+                    outputs.state_dir / resume_state.STATE_FILE, best_epoch)
+        del saved
+    ctx.barrier()
+
+    for epoch in range(start_epoch, settings.epochs + 1):
         started = time.perf_counter()
         dataset.set_epoch(epoch)
-        model.train()
+        trained.train()
         loss_sum, n_steps, n_skipped, n_padded = 0.0, 0, 0, 0
-        bar = tqdm(loader, desc=f"{run_name} epoch {epoch}/{settings.epochs}", disable=not settings.progress, mininterval=2.0)
-        for step, (x, y, padded) in enumerate(bar, start=1):
+        # tqdm.auto used to get the loader itself and make a throwaway iterator of it (one
+        # draw from `generator`, and with workers a prefetch that drew the order too, so
+        # results depended on num_workers). Now it gets the one real iterator, and the
+        # draw is explicit: runs reproduce earlier ones made with num_workers 0.
+        torch.empty((), dtype=torch.int64).random_(generator=generator)
+        batches = iter(loader)
+        bar = tqdm(batches, total=len(loader), desc=f"{run_name} epoch {epoch}/{settings.epochs}", disable=not settings.progress, mininterval=2.0)
+        for step, batch in enumerate(bar, start=1):
+            x, y, padded = batch[:3]
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-            n_padded += int(padded.sum())
             optimizer.zero_grad(set_to_none=True)
-            output = model(x)
-            loss = criterion(output[:, 0] if task_type == "regression" else output, y)
-            finite = bool(torch.isfinite(loss))
-            if finite:
-                loss.backward()
+            output = trained(x)
+            prediction = output[:, 0] if task_type == "regression" else output
+            if ctx.distributed:  # see vis4mer.distributed: the gradient of the global batch's mean loss
+                weight, n_global = batch[3], batch[4]
+                n_padded += int(padded[weight > 0].sum())
+                loss, step_loss = rank_loss(clip_criterion(prediction, y), weight, n_global, ctx)
+                finite = math.isfinite(step_loss)
+                loss.backward()  # every rank, always: DDP's all-reduce needs all of them
                 grad_norm = torch.nn.utils.clip_grad_norm_(parameters, max_norm)
-                finite = bool(torch.isfinite(grad_norm))
+                finite = finite and bool(torch.isfinite(grad_norm))
+            else:
+                n_padded += int(padded.sum())
+                loss = criterion(prediction, y)
+                finite = bool(torch.isfinite(loss))
+                if finite:
+                    loss.backward()
+                    grad_norm = torch.nn.utils.clip_grad_norm_(parameters, max_norm)
+                    finite = bool(torch.isfinite(grad_norm))
+                step_loss = float(loss.detach()) if finite else math.nan
             if not finite:
                 optimizer.zero_grad(set_to_none=True)
                 n_skipped += 1
@@ -267,19 +340,23 @@ def train_model(
                 continue
             optimizer.step()
             consecutive_nonfinite = 0
-            loss_sum += float(loss.detach())
+            loss_sum += step_loss
             n_steps += 1
             bar.set_postfix(loss=f"{loss_sum / n_steps:.4f}", refresh=False)
         bar.close()
+        n_padded = int(ctx.all_reduce_sum(n_padded))
 
         if epoch % settings.val_every_epochs == 0 or epoch == settings.epochs:
-            predictions, _ = predict_videos(
-                model, store, val_present,
-                window_frames=settings.window_frames, tokens=settings.tokens, stride_frames=settings.val_stride_frames,
-                batch_size=settings.eval_batch_size, device=device, task_type=task_type,
-            )
-            val_metric = score(predictions, val_present, task_type)
-            val_loss = video_loss(predictions, val_present, task_type)
+            val_metric = val_loss = math.nan
+            if ctx.is_main:  # the other ranks wait for its numbers (same scheduler steps everywhere)
+                predictions, _ = predict_videos(
+                    model, store, val_present,
+                    window_frames=settings.window_frames, tokens=settings.tokens, stride_frames=settings.val_stride_frames,
+                    batch_size=settings.eval_batch_size, device=device, task_type=task_type,
+                )
+                val_metric = score(predictions, val_present, task_type)
+                val_loss = video_loss(predictions, val_present, task_type)
+            val_metric, val_loss = ctx.broadcast([val_metric, val_loss])
             scheduler.step(val_metric)  # patience counts validations, as in the reference code
         else:  # not validated: no scheduler step, cannot become the best checkpoint
             val_metric = val_loss = math.nan
@@ -302,6 +379,9 @@ def train_model(
             run_name, epoch, row["train_loss"], metric_name, val_metric, val_loss, row["lr"], n_skipped, n_padded,
             row["seconds"], " *best*" if improved else "",
         )
+        rng = ctx.gather(resume_state.rng_state())  # every rank's, for an exact resume
+        if not ctx.is_main:
+            continue
         state = {
             **metadata,
             "epoch": epoch,
@@ -313,17 +393,34 @@ def train_model(
         }
         if improved:
             atomic.torch_save(state, outputs.best)
+            resume_state.record_best(outputs.state_dir, outputs.best, epoch)
+        resume = {
+            "fingerprint": run_fingerprint,
+            "best_epoch": best_epoch,
+            "best_val_metric": _json_float(best_metric),
+            "best_val_loss": _json_float(best_loss),
+            "consecutive_nonfinite": consecutive_nonfinite,
+            "generator": generator.get_state(),
+            "rng": rng,
+            "world_size": ctx.world_size,
+        }
         atomic.torch_save(
-            {**state, "optimizer_state": optimizer.state_dict(), "scheduler_state": scheduler.state_dict(), "train_log": log},
+            {**state, "optimizer_state": optimizer.state_dict(), "scheduler_state": scheduler.state_dict(), "train_log": log,
+             "resume": resume},
             outputs.last,
         )
+        resume_state.record_state(outputs.state_dir, outputs.last, best_epoch)
         write_log_csv(log, outputs.log)
 
-    if not outputs.best.exists():  # every epoch had a NaN metric: keep the last model as best
-        atomic.torch_save(torch.load(outputs.last, map_location="cpu", weights_only=True), outputs.best)
-    from vis4mer.plotting import plot_train_curve
+    if ctx.is_main:
+        if not outputs.best.exists():  # every epoch had a NaN metric: keep the last model as best
+            atomic.torch_save(torch.load(outputs.last, map_location="cpu", weights_only=True), outputs.best)
+        write_log_csv(log, outputs.log)  # also when resumed after the last epoch
+        from vis4mer.plotting import plot_train_curve
 
-    plot_train_curve(log, outputs.curve, title=run_name, metric=metric_name)
+        plot_train_curve(log, outputs.curve, title=run_name, metric=metric_name)
+        resume_state.clear(outputs.state_dir)  # complete: a forced re-run starts from scratch
+    ctx.barrier()
     store.close()
     return TrainResult(best_epoch, best_metric, len(log), log)
 
@@ -351,6 +448,10 @@ def _fmt(loss: torch.Tensor) -> str:
 
 def _json_float(value: float) -> float | None:
     return None if math.isnan(value) else float(value)
+
+
+def _nan_if_none(value: float | None) -> float:
+    return math.nan if value is None else float(value)
 
 
 def _vis4mer_version() -> str:

@@ -2,9 +2,12 @@
 #
 # Layout (every path relative to the working directory):
 #   results/<dataset>/videos/, splits/<task>/{train,val,test}.csv   demo datasets only
+#   results/<dataset>/splits/<task>/{train,val,test}.csv           lvu, breakfast, coin (datasets.smk, splits.smk)
+#   results/<dataset>/downloads/shard_<i>.json                     lvu, coin (download.smk)
 #   results/<dataset>/frames/shard_<i>.h5                          temp() unless keep_frames
 #   results/<dataset>/features/<backbone>/shard_<i>.h5
 #   results/<dataset>/<task>/<model>/{best.pt,last.pt,train_log.csv,train_curve.png,metrics.json,confusion.png}
+#   results/<dataset>/<task>/<model>/seed_<n>/...                  the same per seed, with datasets.<name>.seeds
 #   results/<dataset>/{all.json,summary.md}
 #   logs/<dataset>/..., benchmarks/<dataset>/...
 #
@@ -79,7 +82,8 @@ def _alternatives(names):
 
 DATASET_REGEX = _alternatives(config["datasets"])
 DEMO_DATASET_REGEX = _alternatives(n for n, d in config["datasets"].items() if d["source"] == "demo")
-MODEL_REGEX = _alternatives(config["models"])
+# a model name, or name/seed_<n>: one run per seed (datasets.<name>.seeds, see datasets.smk)
+MODEL_REGEX = f"(?:{_alternatives(config['models'])})(?:/seed_-?[0-9]+)?"
 TASK_REGEX = _alternatives(t for d in config["datasets"].values() for t in d["tasks"])
 
 
@@ -101,6 +105,14 @@ def task_config(dataset, task):
     if task not in ds["tasks"]:
         raise WorkflowError(f"dataset {dataset!r} has no task {task!r} (tasks: {sorted(ds['tasks'])})")
     spec = ds["tasks"][task]
+    if ds["source"] in SOURCE_KINDS:  # split files of the splits rule (final targets); the whole class-id space
+        return {
+            "type": spec["type"],
+            "id_column": "youtube_id",
+            "label_column": "class_id",
+            "label_transform": {},
+            **source_task_extras(dataset, task),
+        }
     return {
         "type": spec["type"],
         "id_column": spec.get("id_column", ds["id_column"]),
@@ -114,8 +126,9 @@ def backbone_of(dataset):
 
 
 def model_config(model):
-    """The model section of the config with its defaults, as train.py's ModelSpec."""
-    spec = config["models"][model]
+    """The model section of the config with its defaults, as train.py's ModelSpec
+    (`model` may be a {model} wildcard name/seed_<n>)."""
+    spec = config["models"][run_model(model)]
     return {
         "arch": spec["arch"],
         "d_model": spec["d_model"],
@@ -125,9 +138,27 @@ def model_config(model):
     }
 
 
-def training_config():
-    """Result-affecting training settings (params: changing one re-trains)."""
-    return {**config["training"], "seed": config["seed"]}
+# training keys that do not change the result (read by the train script from the config)
+NOT_PARAMS_TRAINING = ("gpus_per_run",)
+
+
+def training_config(wildcards=None):
+    """Result-affecting training settings (params: changing one re-trains): the top-level
+    'training', with the dataset's overrides and the run's seed when given its wildcards."""
+    training = {key: value for key, value in config["training"].items() if key not in NOT_PARAMS_TRAINING}
+    if wildcards is None:
+        return {**training, "seed": config["seed"]}
+    seed = run_seed(wildcards.model)
+    return {
+        **training,
+        **dataset_config(wildcards.dataset).get("training", {}),
+        "seed": config["seed"] if seed is None else seed,
+    }
+
+
+def evaluation_config(dataset):
+    """The top-level 'evaluation' with the dataset's overrides."""
+    return {**config["evaluation"], **dataset_config(dataset).get("evaluation", {})}
 
 
 # ------------------------------------------------------------------------ splits and shards
@@ -135,7 +166,7 @@ def training_config():
 
 def split_file(dataset, task, split):
     ds = dataset_config(dataset)
-    if ds["source"] == "demo":
+    if ds["source"] != "local":  # demo: generated; lvu, breakfast, coin: rule splits
         return f"{RESULTS}/{dataset}/splits/{task}/{split}.csv"
     return os.path.join(ds["split_dir"], task, f"{split}.csv")
 
@@ -151,7 +182,10 @@ def split_files(dataset):
 
 @lru_cache(maxsize=None)
 def local_video_ids(dataset):
-    """Union of the video ids in a local dataset's split files (read once per DAG build)."""
+    """Union of the video ids in a local dataset's split files (read once per DAG build);
+    for lvu, breakfast and coin: the ids of their sources (datasets.smk)."""
+    if dataset_config(dataset)["source"] in SOURCE_KINDS:
+        return source_video_ids(dataset)
     ids = set()
     for path, id_column, label_column in split_files(dataset):
         if not os.path.exists(path):
@@ -216,6 +250,8 @@ def frames_input(wildcards):
     inputs = {"splits": sorted({path for path, _, _ in split_files(wildcards.dataset)})}
     if ds["source"] == "demo":
         inputs["videos"] = f"{RESULTS}/{wildcards.dataset}/videos"
+    elif ds["source"] in SOURCE_KINDS:
+        inputs.update(source_frames_input(wildcards.dataset, index))
     else:
         group = shard_groups(local_video_ids(wildcards.dataset), config["shard_size"])[index]
         files = _local_video_files(wildcards.dataset)
@@ -226,18 +262,21 @@ def frames_input(wildcards):
 
 def frames_params(wildcards):
     ds = dataset_config(wildcards.dataset)
-    return {
+    params = {
         "dataset": wildcards.dataset,
         "shard_index": int(wildcards.shard),
         "n_shards": n_shards(wildcards.dataset),
         "shard_size": config["shard_size"],
         "split_files": [[path, id_column, label_column] for path, id_column, label_column in split_files(wildcards.dataset)],
-        "video_dir": f"{RESULTS}/{wildcards.dataset}/videos" if ds["source"] == "demo" else ds["video_dir"],
+        "video_dir": f"{RESULTS}/{wildcards.dataset}/videos" if ds["source"] == "demo" else ds.get("video_dir", ""),
         "video_extensions": ["mp4"] if ds["source"] == "demo" else list(ds["video_extensions"]),
         "fps": ds["frames"]["fps"],
         "size": ds["frames"]["size"],
         "decoder": ds["frames"]["decoder"],
     }
+    if ds["source"] in SOURCE_KINDS:
+        params.update(source_frames_params(wildcards.dataset, int(wildcards.shard)))
+    return params
 
 
 def features_input(wildcards):
@@ -281,23 +320,26 @@ def run_splits(wildcards):
 
 
 def run_files(dataset, name):
-    """One file of every (task, model) run of a dataset, in config order."""
+    """One file of every (task, model[, seed]) run of a dataset, in config order."""
     ds = dataset_config(dataset)
-    return [f"{RESULTS}/{dataset}/{task}/{model}/{name}" for task in ds["tasks"] for model in ds["models"]]
+    return [f"{RESULTS}/{dataset}/{task}/{run}/{name}" for task in ds["tasks"] for run in run_names(dataset)]
 
 
 def aggregate_input(wildcards):
     ds = dataset_config(wildcards.dataset)
-    return {
+    inputs = {
         "metrics": run_files(wildcards.dataset, "metrics.json"),
         "curves": run_files(wildcards.dataset, "train_curve.png"),
         "confusion": [
-            f"{RESULTS}/{wildcards.dataset}/{task}/{model}/confusion.png"
+            f"{RESULTS}/{wildcards.dataset}/{task}/{run}/confusion.png"
             for task, spec in ds["tasks"].items()
             if spec["type"] == "classification"
-            for model in ds["models"]
+            for run in run_names(wildcards.dataset)
         ],
     }
+    if ds["source"] in DOWNLOAD_KINDS:
+        inputs["downloads"] = download_manifests(wildcards.dataset)  # coverage in all.json
+    return inputs
 
 
 def all_targets():

@@ -20,6 +20,8 @@ rule evaluate:
     threads: config["runtime"]["threads"]["evaluate"]
     resources:
         gpu=1,
+        mem_mb=attempt_scaled("evaluate", "mem_mb"),
+        runtime=attempt_scaled("evaluate", "runtime"),
     conda:
         "../../envs/train.yaml"
     script:

@@ -16,6 +16,8 @@ rule features:
     threads: config["runtime"]["threads"]["features"]
     resources:
         gpu=1,
+        mem_mb=attempt_scaled("features", "mem_mb"),
+        runtime=attempt_scaled("features", "runtime"),
     conda:
         "../../envs/video.yaml"
     script:

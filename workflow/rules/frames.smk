@@ -15,6 +15,9 @@ rule frames:
     benchmark:
         "benchmarks/{dataset}/frames/shard_{shard}.tsv"
     threads: config["runtime"]["threads"]["frames"]
+    resources:
+        mem_mb=attempt_scaled("frames", "mem_mb"),
+        runtime=attempt_scaled("frames", "runtime"),
     conda:
         "../../envs/video.yaml"
     script:

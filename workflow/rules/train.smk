@@ -25,7 +25,10 @@ rule train:
         "benchmarks/{dataset}/{task}/{model}/train.tsv"
     threads: config["runtime"]["threads"]["train"]
     resources:
-        gpu=1,
+        # training.gpus_per_run > 1: DistributedDataParallel over the job's GPUs (train.py)
+        gpu=config["training"]["gpus_per_run"],
+        mem_mb=attempt_scaled("train", "mem_mb"),
+        runtime=attempt_scaled("train", "runtime"),
     conda:
         "../../envs/train.yaml"
     script:

@@ -1,9 +1,21 @@
-"""Rule train: one model on one task of a dataset (vis4mer.training.train_model)."""
+"""Rule train: one model on one task of a dataset (vis4mer.training.train_model).
+
+GPUs: the job's `gpu` resource (config training.gpus_per_run) is K. K <= 1 trains in this
+process on its leased GPU (or the CPU). K > 1 trains with DistributedDataParallel, one
+process per leased GPU, under torchrun (vis4mer.distributed.train_with_torchrun: NCCL on
+GPUs, gloo on CPU); rank 0 writes the same outputs. The lease's locks are passed to
+torchrun, so the GPUs stay leased while any of its processes lives.
+
+Resuming: the run's state is kept in <run>/.resume/ (config runtime.resume), which is not
+an output of the rule, so Snakemake never deletes it; a re-run of an interrupted job
+(--rerun-incomplete, or after a failure) continues from the last finished epoch.
+"""
 
 import shutil
 from pathlib import Path
 
-from _common import run_logged, runtime, set_threads, start
+import _common
+from _common import gpus_requested, run_logged, runtime, set_threads, start
 
 snakemake = snakemake  # noqa: F821 (injected by Snakemake)
 logger = start(snakemake, "train")
@@ -14,16 +26,21 @@ def inference_metadata(task):
     were decoded, the evaluation stride, and the regression target's transform (to invert
     it). Read from the config: frames settings that differ re-run frames -> features -> train."""
     config = snakemake.config
-    frames = config["datasets"][snakemake.wildcards.dataset].get("frames", {})
+    dataset = config["datasets"][snakemake.wildcards.dataset]
+    frames = dataset.get("frames", {})
+    evaluation = {**config.get("evaluation", {}), **dataset.get("evaluation", {})}  # the dataset's overrides win
     return {
         "frames": dict(frames),  # fps, size, decoder, and any later setting of how frames are sampled
-        "eval_stride_frames": config.get("evaluation", {}).get("eval_stride_frames", 1),
-        "target": {"label_column": task["label_column"], "label_transform": dict(task.get("label_transform") or {})},
+        "eval_stride_frames": evaluation.get("eval_stride_frames", 1),
+        # lvu: the split files hold the final targets; task["target"] says how they derive from the raw columns
+        "target": task.get("target")
+        or {"label_column": task["label_column"], "label_transform": dict(task.get("label_transform") or {})},
     }
 
 
 def main():
     from vis4mer.datasets import read_task_rows
+    from vis4mer.sources import class_rows
     from vis4mer.training import ModelSpec, NonFiniteLossError, TrainOutputs, TrainSettings, train_model
 
     set_threads(snakemake.threads)
@@ -31,7 +48,8 @@ def main():
     rt = runtime(snakemake)
     settings = TrainSettings.from_dict(
         {
-            **snakemake.params.training,
+            # gpus_per_run decides the process count (the gpu resource), not the result
+            **{key: value for key, value in snakemake.params.training.items() if key != "gpus_per_run"},
             "device": rt["device"],
             "num_workers": rt["num_workers"],
             "eval_batch_size": rt["eval_batch_size"],
@@ -42,21 +60,36 @@ def main():
         split: read_task_rows(getattr(snakemake.input, split), task["id_column"], task["label_column"], task["label_transform"])
         for split in ("train", "val", "test")
     }
-    outputs = TrainOutputs(snakemake.output.best, snakemake.output.last, snakemake.output.log, snakemake.output.curve)
+    state_dir = Path(snakemake.output.last).parent / ".resume" if rt.get("resume", True) else None
+    outputs = TrainOutputs(snakemake.output.best, snakemake.output.last, snakemake.output.log, snakemake.output.curve, state_dir)
+    n_processes = gpus_requested(snakemake)
     try:
-        train_model(
+        train_kwargs = dict(
             run_name=snakemake.params.run,
             task_type=task["type"],
             feature_shards=list(snakemake.input.features),
             train_rows=rows["train"],
             val_rows=rows["val"],
-            label_rows=[rows["test"]],  # class names only
+            # class names only; label_names (lvu, breakfast, coin): the task's whole class-id space
+            label_rows=[rows["test"], class_rows(task.get("label_names") or [])],
             model_spec=ModelSpec(**snakemake.params.model),
             settings=settings,
             outputs=outputs,
             extra_metadata={"model_config_name": snakemake.wildcards.model, "dataset": snakemake.wildcards.dataset,
                             "task_name": snakemake.wildcards.task, **inference_metadata(task)},
         )
+        if n_processes > 1:
+            from vis4mer.distributed import train_with_torchrun
+
+            lease = _common.LEASE
+            train_with_torchrun(
+                n_processes,
+                threads_per_rank=max(1, snakemake.threads // n_processes),
+                pass_fds=lease.fds if lease is not None else (),
+                **train_kwargs,
+            )
+        else:
+            train_model(**train_kwargs)
     except NonFiniteLossError as error:
         # Snakemake deletes the outputs of a failed job: keep the last good checkpoints
         # and the log where it does not look.

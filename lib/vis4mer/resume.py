@@ -1,0 +1,181 @@
+"""Resume state of a training run: continue after a kill exactly where the last epoch ended.
+
+After every epoch :func:`vis4mer.training.train_model` writes ``last.pt`` with everything
+the next epoch depends on: model, optimizer, scheduler, the train log, best-so-far (metric,
+loss, epoch), the non-finite streak, and the random states (Python, NumPy, torch CPU and
+CUDA of every rank, and the generator that orders the training clips). With a state
+directory (``TrainOutputs.state_dir``), the same file is also linked there as
+``state.pt``, and the best checkpoint as ``best-e<epoch>.pt``. The state directory is
+not an output of the Snakemake rule, so a failed or killed job's outputs may be deleted
+(by ``--rerun-incomplete``, or Snakemake's clean-up of a failed job) while the state
+survives; the re-run resumes from it and, on CPU, ends with the same log and metrics as an
+uninterrupted run (bit for bit, tested).
+
+Crash safety: files are written under a temporary name and renamed; ``state.pt`` is
+replaced only after the best checkpoint it names exists, and older best files are removed
+only after that, so a kill at any instant leaves a consistent state (at worst the epoch
+in progress is repeated).
+
+A state is used only for the same run: its fingerprint covers the model, task, features
+(each shard's name, size and modification time), the train and validation rows and the
+training settings (not the speed-only ones: device, workers, evaluation batch size,
+progress). A mismatch starts from scratch, with a log line saying so. A completed run
+removes its state, so forcing a re-run (``--forcerun train``) trains from scratch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import random
+import shutil
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+logger = logging.getLogger("vis4mer.training")
+
+STATE_FILE = "state.pt"
+BEST_PREFIX = "best-e"
+RUNTIME_ONLY_SETTINGS = ("device", "num_workers", "eval_batch_size", "progress")
+
+
+# --------------------------------------------------------------------------- random states
+
+
+def rng_state() -> dict[str, Any]:
+    """This process's random states as checkpoint-safe values (tensors, ints, lists)."""
+    version, internal, gauss = random.getstate()
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    state = {
+        "python": [version, list(internal), gauss],
+        "numpy": [kind, torch.from_numpy(np.asarray(keys, dtype=np.int64)), int(pos), int(has_gauss), float(cached)],
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() and torch.cuda.is_initialized() else [],
+    }
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    kind, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] and torch.cuda.is_available():
+        if len(state["cuda"]) == torch.cuda.device_count():
+            torch.cuda.set_rng_state_all(state["cuda"])
+        else:
+            logger.warning("resume: %d CUDA RNG states saved, %d devices now: CUDA RNG not restored",
+                           len(state["cuda"]), torch.cuda.device_count())
+
+
+# --------------------------------------------------------------------------- fingerprint
+
+
+def fingerprint(metadata: dict[str, Any], feature_shards: Sequence, train_rows: Sequence, val_rows: Sequence) -> str:
+    """What makes two runs the same run (see the module doc)."""
+    meta = {k: v for k, v in metadata.items() if k != "versions"}
+    meta["training"] = {k: v for k, v in meta.get("training", {}).items() if k not in RUNTIME_ONLY_SETTINGS}
+    shards = []
+    for path in feature_shards:
+        stat = os.stat(path)
+        shards.append([Path(path).name, stat.st_size, stat.st_mtime_ns])
+    identity = {
+        "metadata": meta,
+        "shards": shards,
+        "train": [[r.video_id, r.label] for r in train_rows],
+        "val": [[r.video_id, r.label] for r in val_rows],
+    }
+    return hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()
+
+
+# --------------------------------------------------------------------------- files
+
+
+def link_or_copy(source: Path, target: Path) -> None:
+    """`target` becomes `source`'s content, atomically: a hard link where possible, else a copy."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f"{target.name}.tmp-{os.getpid()}")
+    tmp.unlink(missing_ok=True)
+    try:
+        os.link(source, tmp)
+    except OSError:  # another file system, or no hard links
+        shutil.copy2(source, tmp)
+    os.replace(tmp, target)
+
+
+def best_name(epoch: int) -> str:
+    return f"{BEST_PREFIX}{epoch:05d}.pt"
+
+
+def record_best(state_dir: Path | None, best_path: Path, epoch: int) -> None:
+    """Keep the new best checkpoint in the state directory (before the state names it)."""
+    if state_dir is not None:
+        link_or_copy(best_path, Path(state_dir) / best_name(epoch))
+
+
+def record_state(state_dir: Path | None, last_path: Path, best_epoch: int) -> None:
+    """Make ``last.pt`` the resume state, then drop best files it no longer names."""
+    if state_dir is None:
+        return
+    state_dir = Path(state_dir)
+    link_or_copy(last_path, state_dir / STATE_FILE)
+    keep = best_name(best_epoch) if best_epoch else None
+    for path in state_dir.glob(f"{BEST_PREFIX}*.pt"):
+        if path.name != keep:
+            path.unlink(missing_ok=True)
+
+
+def load_state(state_dir: Path | None, expected_fingerprint: str) -> dict[str, Any] | None:
+    """The saved state of this run, or None (no state, another run's, or unreadable)."""
+    if state_dir is None:
+        return None
+    path = Path(state_dir) / STATE_FILE
+    if not path.exists():
+        return None
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # noqa: BLE001 - a damaged state is no reason to fail the run
+        logger.warning("resume: %s is unreadable (%s: %s); training from scratch", path, type(error).__name__, error)
+        return None
+    resume = state.get("resume") or {}
+    if resume.get("fingerprint") != expected_fingerprint:
+        logger.warning(
+            "resume: %s belongs to another run (settings, features or splits changed); training from scratch", path
+        )
+        return None
+    best = resume.get("best_epoch") or 0
+    if best and not (Path(state_dir) / best_name(best)).exists():
+        logger.warning("resume: %s names best checkpoint %s, which is missing; training from scratch", path, best_name(best))
+        return None
+    return state
+
+
+def restore_outputs(state_dir: Path, state: dict[str, Any], best_path: Path, last_path: Path) -> None:
+    """Put the state's checkpoints back at the output paths (a re-run may have deleted them,
+    or a kill may have left a best checkpoint newer than the state: it is replaced)."""
+    best = state["resume"].get("best_epoch") or 0
+    if best:
+        link_or_copy(Path(state_dir) / best_name(best), best_path)
+    else:
+        Path(best_path).unlink(missing_ok=True)
+    link_or_copy(Path(state_dir) / STATE_FILE, last_path)
+
+
+def clear(state_dir: Path | None) -> None:
+    """Remove the state of a completed run."""
+    if state_dir is None or not Path(state_dir).is_dir():
+        return
+    state_dir = Path(state_dir)
+    for path in [state_dir / STATE_FILE, *state_dir.glob(f"{BEST_PREFIX}*.pt"), *state_dir.glob("*.tmp-*")]:
+        path.unlink(missing_ok=True)
+    try:
+        state_dir.rmdir()
+    except OSError:  # something else lives there: leave it
+        pass
