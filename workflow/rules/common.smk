@@ -156,6 +156,18 @@ def training_config(wildcards=None):
     }
 
 
+def attempt_scaled(rule, resource):
+    """Resource `resource` (mem_mb, runtime in minutes) of `rule` from the config's
+    'resources', times the attempt: a job retried after running out of memory or time
+    (--retries, as profiles/slurm sets) asks for 2x, then 3x."""
+    base = config["resources"][rule][resource]
+
+    def scaled(wildcards, attempt):
+        return base * attempt
+
+    return scaled
+
+
 def evaluation_config(dataset):
     """The top-level 'evaluation' with the dataset's overrides."""
     return {**config["evaluation"], **dataset_config(dataset).get("evaluation", {})}
