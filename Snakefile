@@ -14,6 +14,7 @@ configfile: "config/config.yaml"
 
 
 include: "workflow/rules/common.smk"
+include: "workflow/rules/datasets.smk"
 
 
 wildcard_constraints:
@@ -37,8 +38,11 @@ rule all:
 
 
 include: "workflow/rules/videos.smk"
+include: "workflow/rules/splits.smk"
+include: "workflow/rules/download.smk"
 include: "workflow/rules/frames.smk"
 include: "workflow/rules/features.smk"
+include: "workflow/rules/swin.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/aggregate.smk"

@@ -13,7 +13,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-import yaml
 
 from _predict_data import TRANSFORM, tiny_run, write_audio, write_video
 from vis4mer.datasets import FeatureStore, read_task_rows
@@ -125,11 +124,12 @@ def test_regression_reports_the_value_in_the_task_units(run):
 
 
 def test_raw_from_target_inverts_the_workflow_label_transforms(tmp_path):
-    """The LVU transforms of config/config.yaml, through read_task_rows and back; lvu.TASKS agrees."""
+    """The LVU target transforms the workflow records in checkpoints (vis4mer.sources.LVU_TARGETS),
+    through read_task_rows and back; lvu.TASKS agrees."""
     from vis4mer import lvu
+    from vis4mer.sources import LVU_TARGETS
 
-    tasks = yaml.safe_load((REPO / "config" / "config.yaml").read_text())["datasets"]["lvu"]["tasks"]
-    like, views = tasks["like_ratio"]["label_transform"], tasks["view_count"]["label_transform"]
+    like, views = LVU_TARGETS["like_ratio"]["label_transform"], LVU_TARGETS["view_count"]["label_transform"]
     (tmp_path / "like.csv").write_text("like_count dislike_count youtube_id imdb_id\n930 70 a -\n5 15 b -\n")
     (tmp_path / "views.csv").write_text("view_count youtube_id imdb_id\n1234567 a -\n42 b -\n")
     for row, (likes, dislikes) in zip(read_task_rows(tmp_path / "like.csv", "youtube_id", "like_count", like), [(930, 70), (5, 15)]):

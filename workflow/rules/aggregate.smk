@@ -7,6 +7,8 @@ rule aggregate:
     output:
         all_json="results/{dataset}/all.json",
         summary="results/{dataset}/summary.md",
+    params:
+        info=lambda wildcards: aggregate_info(wildcards.dataset),
     log:
         "logs/{dataset}/aggregate.log",
     conda:

@@ -12,7 +12,7 @@ rule evaluate:
     params:
         run="{dataset}/{task}/{model}",
         task=lambda wildcards: task_config(wildcards.dataset, wildcards.task),
-        eval_stride_frames=config["evaluation"]["eval_stride_frames"],
+        eval_stride_frames=lambda wildcards: evaluation_config(wildcards.dataset)["eval_stride_frames"],
     log:
         "logs/{dataset}/{task}/{model}/evaluate.log",
     benchmark:

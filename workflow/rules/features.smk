@@ -7,6 +7,8 @@ rule features:
         unpack(features_input),
     output:
         "results/{dataset}/features/{backbone}/shard_{shard}.h5",
+    wildcard_constraints:
+        dataset=VIT_DATASET_REGEX,  # features.family vit; swin: rule features_swin (swin.smk)
     params:
         features=features_params,
     log:

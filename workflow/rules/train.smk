@@ -18,7 +18,7 @@ rule train:
         run="{dataset}/{task}/{model}",
         task=lambda wildcards: task_config(wildcards.dataset, wildcards.task),
         model=lambda wildcards: model_config(wildcards.model),
-        training=lambda wildcards: training_config(),
+        training=lambda wildcards: training_config(wildcards),
     log:
         "logs/{dataset}/{task}/{model}/train.log",
     benchmark:

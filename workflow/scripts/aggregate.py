@@ -1,4 +1,4 @@
-"""Rule aggregate: all.json and summary.md of a dataset."""
+"""Rule aggregate: all.json and summary.md of a dataset (vis4mer.aggregate)."""
 
 from _common import run_logged, start
 
@@ -9,10 +9,18 @@ logger = start(snakemake, "aggregate")
 def main():
     from vis4mer.aggregate import write_aggregate
 
+    downloads = list(snakemake.input.downloads) if "downloads" in snakemake.input.keys() else []
     collected = write_aggregate(
-        snakemake.wildcards.dataset, list(snakemake.input.metrics), snakemake.output.all_json, snakemake.output.summary
+        snakemake.wildcards.dataset,
+        list(snakemake.input.metrics),
+        snakemake.output.all_json,
+        snakemake.output.summary,
+        info=snakemake.params.info,
+        download_manifests=downloads,
     )
     logger.info("collected %d runs", collected["n_runs"])
+    if "downloads" in collected:
+        logger.info("downloads: %s", collected["downloads"]["counts"])
 
 
 run_logged(logger, main)

@@ -1,0 +1,46 @@
+"""Rule features_swin: Video Swin clip features of the videos of one shard (vis4mer.swin)."""
+
+from pathlib import Path
+
+from _common import run_logged, runtime, set_threads, start
+
+snakemake = snakemake  # noqa: F821 (injected by Snakemake)
+logger = start(snakemake, "features_swin")
+
+
+def main():
+    from vis4mer.sources import videos_from_manifests
+    from vis4mer.swin import extract_swin_features_to_shard
+    from vis4mer.training import resolve_device
+
+    set_threads(snakemake.threads)
+    p = snakemake.params.swin
+    if "downloads" in snakemake.input.keys():
+        videos, missing = videos_from_manifests(p["ids"], list(snakemake.input.downloads))
+    else:
+        videos, missing = {v: Path(path) for v, path in p["videos"].items()}, dict(p["missing"])
+    ranges = {v: tuple(r) for v, r in p.get("ranges", {}).items() if v in videos} if "ranges" in p else None
+    device = resolve_device(runtime(snakemake)["device"])
+    logger.info(
+        "backbone %s (size %s), checkpoint %s, device %s: %d videos, %d without a file",
+        p["backbone"], p["size"], p["checkpoint"], device, len(videos), len(missing),
+    )
+    manifest = extract_swin_features_to_shard(
+        videos,
+        snakemake.output[0],
+        backbone=p["backbone"],
+        checkpoint=p["checkpoint"],
+        max_segments={v: p["max_segments"][v] for v in videos},
+        batch_size=runtime(snakemake)["segment_batch_size"],
+        device=str(device),
+        ranges=ranges,
+        size=p["size"],
+        num_threads=snakemake.threads,
+        seed=p.get("init_seed", 0),
+        skipped=missing,
+    )
+    n_ok = sum(entry["status"] == "ok" for entry in manifest.values())
+    logger.info("features for %d videos, %d skipped", n_ok, len(manifest) - n_ok)
+
+
+run_logged(logger, main)
