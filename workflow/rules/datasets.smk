@@ -288,7 +288,6 @@ def splits_params(wildcards):
     return arguments
 
 
-
 # ------------------------------------------------------------------------ rule download
 
 
