@@ -174,10 +174,11 @@ def test_rng_state_round_trip():
 
 @pytest.mark.slow
 def test_snakemake_job_killed_mid_training_resumes_with_rerun_incomplete(tmp_path):
-    """kill -9 of Snakemake and its training job; `--unlock`, then `--rerun-incomplete` deletes the job's
-    outputs and re-runs it, which resumes from <run>/.resume/ (not an output) and ends with
-    the log of an uninterrupted run (the same job forced again, from scratch)."""
-    from test_workflow import TINY_CONFIG, copy_workflow, snakemake, write_config
+    """kill -9 of Snakemake and its job, first in the features stage (complete shards are
+    kept, only the others run again), then in training: `--unlock`, then `--rerun-incomplete`
+    deletes the job's outputs and re-runs it, which resumes from <run>/.resume/ (not an
+    output) and ends with the log of an uninterrupted run (the same job forced again)."""
+    from test_workflow import TINY_CONFIG, copy_workflow, job_counts, snakemake, write_config
 
     workdir = copy_workflow(tmp_path / "wf")
     config = json.loads(json.dumps(TINY_CONFIG))
@@ -186,8 +187,32 @@ def test_snakemake_job_killed_mid_training_resumes_with_rerun_incomplete(tmp_pat
     config_path = write_config(workdir / "config" / "tiny.yaml", config)
     run = workdir / "results" / "tiny" / "order" / "vis4mer"
     target = "results/tiny/order/vis4mer/train_log.csv"
-    features = snakemake(workdir, "--cores", "2", "--configfile", str(config_path), "--until", "features", timeout=600)
+    # features: killed once Snakemake has finished the first shard's job (a shard written but
+    # not yet recorded as finished is rightly redone), the re-run keeps the finished shards
+    shards = workdir / "results" / "tiny" / "features" / "vit_tiny_patch16_224"
+    snakemake_log = tmp_path / "features.log"
+    with open(snakemake_log, "w") as handle:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "snakemake", "--cores", "1", "--configfile", str(config_path), "--until", "features"],
+            cwd=workdir, stdout=handle, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+    try:
+        deadline = time.monotonic() + 300
+        while "(Rule: features)" not in snakemake_log.read_text():
+            assert process.poll() is None and time.monotonic() < deadline, "the features stage ended before it could be killed"
+            time.sleep(0.01)
+    finally:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(30)
+    finished = snakemake_log.read_text().count("(Rule: features)")
+    kept = {path.name: path.stat().st_mtime_ns for path in shards.glob("shard_*.h5")}
+    assert 1 <= finished <= len(kept) < 3
+    assert snakemake(workdir, "--unlock", "--configfile", str(config_path)).returncode == 0
+    features = snakemake(workdir, "--cores", "2", "--configfile", str(config_path), "--rerun-incomplete", "--until", "features",
+                         timeout=600)
     assert features.returncode == 0, features.stderr[-3000:]
+    assert job_counts(features.stdout + features.stderr).get("features") == 3 - finished
+    assert sum((shards / name).stat().st_mtime_ns == mtime for name, mtime in kept.items()) >= finished
 
     process = subprocess.Popen(
         [sys.executable, "-m", "snakemake", "--cores", "1", "--configfile", str(config_path), "--", target],
