@@ -47,31 +47,35 @@ RUNTIME_ONLY_SETTINGS = ("device", "num_workers", "eval_batch_size", "progress")
 # --------------------------------------------------------------------------- random states
 
 
-def rng_state() -> dict[str, Any]:
-    """This process's random states as checkpoint-safe values (tensors, ints, lists)."""
+def rng_state(device: torch.device | str | None = None) -> dict[str, Any]:
+    """This process's random states as checkpoint-safe values (tensors, ints, lists).
+
+    CUDA: only the training device's generator (asking for every visible device's would
+    create a CUDA context on each of them, from every rank of a distributed run).
+    """
     version, internal, gauss = random.getstate()
     kind, keys, pos, has_gauss, cached = np.random.get_state()
-    state = {
+    device = torch.device(device) if device is not None else None
+    return {
         "python": [version, list(internal), gauss],
         "numpy": [kind, torch.from_numpy(np.asarray(keys, dtype=np.int64)), int(pos), int(has_gauss), float(cached)],
         "torch": torch.get_rng_state(),
-        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() and torch.cuda.is_initialized() else [],
+        "cuda": [torch.cuda.get_rng_state(device)] if device is not None and device.type == "cuda" else [],
     }
-    return state
 
 
-def set_rng_state(state: dict[str, Any]) -> None:
+def set_rng_state(state: dict[str, Any], device: torch.device | str | None = None) -> None:
     version, internal, gauss = state["python"]
     random.setstate((version, tuple(internal), gauss))
     kind, keys, pos, has_gauss, cached = state["numpy"]
     np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
     torch.set_rng_state(state["torch"])
-    if state["cuda"] and torch.cuda.is_available():
-        if len(state["cuda"]) == torch.cuda.device_count():
-            torch.cuda.set_rng_state_all(state["cuda"])
+    device = torch.device(device) if device is not None else None
+    if device is not None and device.type == "cuda":
+        if state["cuda"]:
+            torch.cuda.set_rng_state(state["cuda"][0], device)
         else:
-            logger.warning("resume: %d CUDA RNG states saved, %d devices now: CUDA RNG not restored",
-                           len(state["cuda"]), torch.cuda.device_count())
+            logger.warning("resume: the state has no CUDA random state (it was saved on the CPU); CUDA RNG not restored")
 
 
 # --------------------------------------------------------------------------- fingerprint

@@ -278,7 +278,7 @@ def train_model(
         best_metric, best_loss = _nan_if_none(resumed["best_val_metric"]), _nan_if_none(resumed["best_val_loss"])
         generator.set_state(resumed["generator"])
         rng = resumed["rng"]
-        resume_state.set_rng_state(rng[ctx.rank] if len(rng) == ctx.world_size else rng[0])
+        resume_state.set_rng_state(rng[ctx.rank] if len(rng) == ctx.world_size else rng[0], device)
         if ctx.is_main:
             resume_state.restore_outputs(outputs.state_dir, saved, outputs.best, outputs.last)
         start_epoch = saved["epoch"] + 1
@@ -379,7 +379,7 @@ def train_model(
             run_name, epoch, row["train_loss"], metric_name, val_metric, val_loss, row["lr"], n_skipped, n_padded,
             row["seconds"], " *best*" if improved else "",
         )
-        rng = ctx.gather(resume_state.rng_state())  # every rank's, for an exact resume
+        rng = ctx.gather(resume_state.rng_state(device))  # every rank's, for an exact resume
         if not ctx.is_main:
             continue
         state = {
