@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from fractions import Fraction
 from pathlib import Path
 
 import av
@@ -41,19 +40,6 @@ def inference_metadata(label_column="class_id", label_transform=None, stride=1):
         "eval_stride_frames": stride,
         "target": {"label_column": label_column, "label_transform": dict(label_transform or {})},
     }
-
-
-def write_video(path: Path, frames: np.ndarray, fps: float = 2.0) -> Path:
-    """uint8 [T, H, W, 3] -> H.264 .mp4 (T may be 0: a video stream without frames)."""
-    with av.open(str(path), mode="w") as container:
-        stream = container.add_stream("libx264", rate=Fraction(fps).limit_denominator(1000))
-        stream.width, stream.height = frames.shape[2], frames.shape[1]
-        stream.pix_fmt = "yuv420p"
-        container.start_encoding()  # writes the header even when no frame follows
-        for array in frames:
-            container.mux(stream.encode(av.VideoFrame.from_ndarray(array, format="rgb24")))
-        container.mux(stream.encode())
-    return path
 
 
 def write_audio(path: Path, seconds: float = 1.0) -> Path:

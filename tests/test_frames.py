@@ -1,13 +1,13 @@
 """Decoding videos into a frames shard: sampling, resizing, and skipping bad files."""
 
 import math
-from fractions import Fraction
 
-import av
 import numpy as np
 import pytest
 
 from vis4mer.frames import decode_videos_to_shard, resize_and_crop, sample_indices
+from _video import grey_frames
+from _video import write_video as write_h264
 from vis4mer.shards import open_shard, read_manifest
 
 # (video id, native fps, seconds, width, height); decord 0.6 fails on some small
@@ -17,15 +17,9 @@ VIDEOS = [("v_a", 8, 3.0, 32, 32), ("v_b", 10, 4.5, 40, 32), ("v_c", 5, 5.0, 32,
 
 def write_video(path, fps, seconds, width, height):
     """H.264 video whose frame k is a flat grey of level 10 * (k // fps): the
-    grey level tells which second a decoded frame came from."""
-    with av.open(str(path), mode="w") as container:
-        stream = container.add_stream("libx264", rate=Fraction(fps))
-        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
-        stream.options = {"qp": "0"}
-        for k in range(int(fps * seconds)):
-            grey = np.full((height, width, 3), 10 * (k // fps) + 40, np.uint8)
-            container.mux(stream.encode(av.VideoFrame.from_ndarray(grey, format="rgb24")))
-        container.mux(stream.encode())
+    grey level tells which second a decoded frame came from (lossless, so exact)."""
+    levels = [10 * (k // fps) + 40 for k in range(int(fps * seconds))]
+    write_h264(path, grey_frames(levels, width, height), fps, options={"qp": "0"})
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 import torch
 
-from _predict_data import TRANSFORM, tiny_run, write_audio, write_video
+from _predict_data import TRANSFORM, tiny_run, write_audio
+from _video import write_video
 from vis4mer.datasets import FeatureStore, read_task_rows
 from vis4mer.evaluation import predict_videos
 from vis4mer.predict import (

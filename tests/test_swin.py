@@ -4,13 +4,13 @@ import hashlib
 import json
 import logging
 import math
-from fractions import Fraction
 
-import av
 import numpy as np
 import pytest
 import torch
 
+from _video import grey_frames
+from _video import write_video as write_h264
 from vis4mer.shards import open_shard, read_manifest
 from vis4mer.swin import (
     BACKBONES,
@@ -32,13 +32,7 @@ VIDEOS = [("v_long", 10, 100, 96, 64), ("v_short", 8, 20, 64, 64)]
 
 def write_video(path, fps, n_frames, width, height):
     """H.264 video whose frame k is a flat grey of level 2 * k + 10."""
-    with av.open(str(path), mode="w") as container:
-        stream = container.add_stream("libx264", rate=Fraction(fps))
-        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
-        for k in range(n_frames):
-            grey = np.full((height, width, 3), 2 * k + 10, np.uint8)
-            container.mux(stream.encode(av.VideoFrame.from_ndarray(grey, format="rgb24")))
-        container.mux(stream.encode())
+    write_h264(path, grey_frames([2 * k + 10 for k in range(n_frames)], width, height), fps)
 
 
 @pytest.fixture(scope="module")
