@@ -4,7 +4,6 @@ The CUDA Cauchy extension is built first; if it cannot be, the benchmarks record
 
 import subprocess
 import sys
-from pathlib import Path
 
 import torch
 

@@ -35,9 +35,13 @@ def write_video(path: Path, seconds: float, fps: int = 4, width: int = 32, heigh
 
 
 class VideoServer:
-    """A threaded HTTP server on 127.0.0.1 serving `root`; `url_template` has {id}.mp4."""
+    """A threaded HTTP server on 127.0.0.1 serving `root`; `url_template` has {id}.mp4.
 
-    def __init__(self, root: Path):
+    `failure(video_id, n_request)` may return an HTTP status to answer instead of the file
+    (e.g. 500 for a flaky first request); requests per id are counted in `hits`.
+    """
+
+    def __init__(self, root: Path, failure=None):
         self.hits: collections.Counter[str] = collections.Counter()
         hits, lock = self.hits, threading.Lock()
 
@@ -49,8 +53,14 @@ class VideoServer:
                 pass
 
             def do_GET(self):
+                video_id = Path(self.path.split("?")[0]).name.split(".")[0]
                 with lock:
-                    hits[Path(self.path.split("?")[0]).name.split(".")[0]] += 1
+                    hits[video_id] += 1
+                    count = hits[video_id]
+                status = failure(video_id, count) if failure else None
+                if status:
+                    self.send_error(status)
+                    return
                 super().do_GET()
 
         self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)

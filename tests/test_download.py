@@ -8,12 +8,9 @@ request, then the file.
 
 from __future__ import annotations
 
-import collections
-import http.server
 import json
 import os
 import shutil
-import threading
 from pathlib import Path
 
 import av
@@ -21,6 +18,7 @@ import numpy as np
 import pytest
 import yt_dlp
 
+from _workflow_media import VideoServer
 from vis4mer import download
 from vis4mer.download import DEFAULT_FORMAT, Record, classify_failure, coverage, download_shard
 
@@ -56,44 +54,14 @@ def videos(tmp_path_factory) -> Path:
     return root
 
 
-class _Server:
-    def __init__(self, root: Path):
-        self.hits: collections.Counter[str] = collections.Counter()
-        lock = threading.Lock()
-        hits = self.hits
-
-        class Handler(http.server.SimpleHTTPRequestHandler):
-            def __init__(self, *args, **kwargs):
-                super().__init__(*args, directory=str(root), **kwargs)
-
-            def log_message(self, *args):
-                pass
-
-            def do_GET(self):
-                video_id = Path(self.path).stem
-                with lock:
-                    hits[video_id] += 1
-                    count = hits[video_id]
-                if video_id.startswith("boom_") or (video_id.startswith("flaky_") and count == 1):
-                    self.send_error(500)
-                    return
-                super().do_GET()
-
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-        self.thread.start()
-        self.url_template = f"http://127.0.0.1:{self.httpd.server_address[1]}/{{id}}.mp4"
-
-    def close(self):
-        self.httpd.shutdown()
-        self.httpd.server_close()
-        self.thread.join(timeout=5)
+def _failure(video_id: str, count: int) -> int | None:
+    """boom_* always answer 500; flaky_* answer 500 to their first request only."""
+    return 500 if video_id.startswith("boom_") or (video_id.startswith("flaky_") and count == 1) else None
 
 
 @pytest.fixture
 def server(videos):
-    srv = _Server(videos)
+    srv = VideoServer(videos, failure=_failure)
     yield srv
     srv.close()
 

@@ -32,7 +32,6 @@ import math
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from scipy.fft import next_fast_len
 from torch import nn
 
