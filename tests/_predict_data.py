@@ -65,7 +65,7 @@ def _build(root: Path) -> TinyRun:
     from vis4mer.demo_data import generate_demo_dataset
     from vis4mer.features import extract_features_to_shard
     from vis4mer.frames import decode_videos_to_shard
-    from vis4mer.splits import SplitRow, read_split_csv
+    from vis4mer.sources.splits import SplitRow, read_split_csv
     from vis4mer.training import ModelSpec, TrainOutputs, TrainSettings, train_model
 
     generate_demo_dataset(
@@ -90,7 +90,7 @@ def _build(root: Path) -> TinyRun:
         )
         return out / "best.pt"
 
-    from vis4mer.datasets import FeatureStore
+    from vis4mer.feature_store import FeatureStore
 
     store = FeatureStore([shard])
     regression_rows = {

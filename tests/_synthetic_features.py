@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from vis4mer.shards import ShardWriter
-from vis4mer.splits import SplitRow, write_split_csv
+from vis4mer.sources.splits import SplitRow, write_split_csv
 
 LABEL_NAMES = ("neg", "pos")
 

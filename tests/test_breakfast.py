@@ -9,7 +9,7 @@ import av
 import numpy as np
 import pytest
 
-from vis4mer.breakfast import (
+from vis4mer.sources.breakfast import (
     ARCHIVE_DIR,
     CLASSES,
     parse_video_id,

@@ -18,8 +18,8 @@ import pytest
 
 from _workflow_media import COIN_VIDEOS, VideoServer, write_breakfast, write_coin
 from test_workflow import copy_workflow, job_counts, snakemake, write_config
-from vis4mer import breakfast
-from vis4mer.splits import read_split_csv
+from vis4mer.sources import breakfast
+from vis4mer.sources.splits import read_split_csv
 
 TINY_SWIN = "swin_test_patch244_window877"  # at 64 px: 2 x 2 = 4 tokens x 128 per segment
 TINY_MODELS = {"vis4mer": {"arch": "vis4mer", "d_model": 8, "n_layers": 1, "dropout": 0.0, "kwargs": {"d_state": 8}}}

@@ -205,9 +205,9 @@ def _cli_json(workdir: Path, *argv) -> dict:
 
 @pytest.mark.slow
 def test_pipeline_model_predicts_its_test_videos_as_evaluation_did(pipeline_run):
-    from vis4mer.datasets import FeatureStore
+    from vis4mer.feature_store import FeatureStore
     from vis4mer.evaluation import predict_videos
-    from vis4mer.splits import read_split_csv
+    from vis4mer.sources.splits import read_split_csv
     from vis4mer.training import load_checkpoint
 
     workdir = pipeline_run

@@ -8,7 +8,7 @@ import av
 import numpy as np
 import pytest
 
-from vis4mer.coin import N_CLASSES, class_names, clip_range, read_coin
+from vis4mer.sources.coin import N_CLASSES, class_names, clip_range, read_coin
 
 
 def entry(recipe_type, name, subset, start, end, duration=300.0):

@@ -8,7 +8,7 @@ import pytest
 
 from vis4mer.demo_data import generate_demo_dataset
 from vis4mer.frames import decode_video
-from vis4mer.splits import read_split_csv
+from vis4mer.sources.splits import read_split_csv
 
 SMALL = dict(size=32, fps=4.0, min_seconds=12.0, max_seconds=14.0, event_seconds=(2.0, 2.5), min_gap_seconds=4.0)
 

@@ -105,7 +105,7 @@ def test_two_processes_match_one(tmp_path, batch_size):
 @pytest.mark.slow
 def test_two_processes_match_one_on_regression(tmp_path):
     shards, splits, videos = separable_dataset(tmp_path)
-    from vis4mer.splits import SplitRow
+    from vis4mer.sources.splits import SplitRow
 
     regression = {split: [SplitRow(r.video_id, float(np.mean(videos[r.video_id][:, :, 1])), None) for r in rows]
                   for split, rows in splits.items()}

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from _synthetic_features import write_feature_shard
-from vis4mer.datasets import FeatureStore
+from vis4mer.feature_store import FeatureStore
 from vis4mer.evaluation import (
     aggregate_windows,
     compute_metrics,
@@ -20,7 +20,7 @@ from vis4mer.evaluation import (
     score,
     video_loss,
 )
-from vis4mer.splits import SplitRow
+from vis4mer.sources.splits import SplitRow
 
 
 def softmax(x):

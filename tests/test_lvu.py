@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from vis4mer import lvu
+from vis4mer.sources import lvu
 
 LVU_DIR = Path(__file__).resolve().parents[2] / "shared/data/lvu_1.0"
 needs_lvu = pytest.mark.skipif(not LVU_DIR.is_dir(), reason=f"LVU split files not found at {LVU_DIR}")

@@ -30,7 +30,7 @@ from _workflow_media import (
     write_lvu_videos,
 )
 from test_workflow import copy_workflow, job_counts, snakemake, write_config
-from vis4mer import lvu
+from vis4mer.sources import lvu
 
 LVU_DIR = Path(__file__).resolve().parents[2] / "shared/data/lvu_1.0"
 needs_lvu = pytest.mark.skipif(not LVU_DIR.is_dir(), reason=f"LVU split files not found at {LVU_DIR}")
@@ -201,7 +201,7 @@ def test_tiny_lvu_end_to_end(tiny_lvu):
     assert all(server.hits[vid] == 1 for vid in LVU_GONE)
     assert (workdir / "data" / "tinylvu" / "videos" / "v01.mp4").is_file()
 
-    # split files written through vis4mer.lvu: the paper's like_ratio target, genre's class ids
+    # split files written through vis4mer.sources.lvu: the paper's like_ratio target, genre's class ids
     like_train = (results / "splits" / "like_ratio" / "train.csv").read_text().splitlines()
     assert like_train[0] == "class_id class_name youtube_id imdb_id"
     v01 = next(line.split() for line in like_train if " v01 " in line)

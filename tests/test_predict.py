@@ -16,7 +16,8 @@ import torch
 
 from _predict_data import TRANSFORM, tiny_run, write_audio
 from _video import write_video
-from vis4mer.datasets import FeatureStore, read_task_rows
+from vis4mer.feature_store import FeatureStore
+from vis4mer.labels import read_task_rows
 from vis4mer.evaluation import predict_videos
 from vis4mer.predict import (
     BackboneError,
@@ -30,7 +31,7 @@ from vis4mer.predict import (
     raw_from_target,
     target_quantity,
 )
-from vis4mer.splits import SplitRow
+from vis4mer.sources.splits import SplitRow
 from vis4mer.training import load_checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
@@ -127,7 +128,7 @@ def test_regression_reports_the_value_in_the_task_units(run):
 def test_raw_from_target_inverts_the_workflow_label_transforms(tmp_path):
     """The LVU target transforms the workflow records in checkpoints (vis4mer.sources.LVU_TARGETS),
     through read_task_rows and back; lvu.TASKS agrees."""
-    from vis4mer import lvu
+    from vis4mer.sources import lvu
     from vis4mer.sources import LVU_TARGETS
 
     like, views = LVU_TARGETS["like_ratio"]["label_transform"], LVU_TARGETS["view_count"]["label_transform"]

@@ -20,10 +20,11 @@ from _workflow_media import (
     write_lvu_split_dir,
     write_video,
 )
-from vis4mer import breakfast, lvu, sources
+from vis4mer import sources
+from vis4mer.sources import breakfast, lvu
 from vis4mer.download import download_shard, read_manifest
 from vis4mer.frames import decode_videos_to_shard, sample_indices, time_range
-from vis4mer.splits import SplitRow, read_split_csv
+from vis4mer.sources.splits import SplitRow, read_split_csv
 
 LVU_DIR = Path(__file__).resolve().parents[2] / "shared/data/lvu_1.0"
 BREAKFAST_LISTS = Path(__file__).resolve().parents[2] / "shared/data/breakfast"
@@ -45,7 +46,7 @@ def test_lvu_source_targets_class_space_and_roles(tmp_path):
     assert data.videos["v01"].role == "train" and data.videos["v10"].role == "train"
     assert data.videos["v08"].role == "test" and data.videos["v12"].role == "test"
     assert list(data.videos) == sorted(data.videos)
-    # written in the common layout, read back by vis4mer.splits
+    # written in the common layout, read back by vis4mer.sources.splits
     sources.write_task_splits(like, tmp_path / "out" / "like_ratio")
     rows = read_split_csv(tmp_path / "out" / "like_ratio" / "test.csv")
     assert [r.video_id for r in rows] == [vid for vid, *_ in LVU_LIKES["test"]]
@@ -53,7 +54,7 @@ def test_lvu_source_targets_class_space_and_roles(tmp_path):
 
 
 def test_lvu_targets_as_label_transforms_agree_with_vis4mer_lvu(tmp_path):
-    from vis4mer.datasets import read_task_rows
+    from vis4mer.labels import read_task_rows
 
     split_dir = write_lvu_split_dir(tmp_path)
     expected = {r.video_id: r.label for r in sources.lvu_source(split_dir, ["like_ratio"]).tasks["like_ratio"].splits["val"]}

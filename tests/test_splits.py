@@ -2,7 +2,7 @@
 
 import pytest
 
-from vis4mer.splits import SplitRow, read_split_csv, write_split_csv
+from vis4mer.sources.splits import SplitRow, read_split_csv, write_split_csv
 
 
 def test_round_trip(tmp_path):

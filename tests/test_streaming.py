@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from vis4mer.datasets import pad_window, window_starts
+from vis4mer.windows import pad_window, window_starts
 from vis4mer.evaluation import aggregate_windows
 from vis4mer.model import MeanPoolBaseline, ViS4mer
 from vis4mer.streaming import RecurrentViS4mer, WindowedStream

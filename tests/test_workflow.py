@@ -153,7 +153,7 @@ def test_demo_dry_run_lists_every_stage_with_shard_counts(workdir):
 
 def test_local_dataset_shards_follow_its_split_files(workdir, tmp_path):
     """A local dataset: shards from the union of the split files; absent videos are not inputs."""
-    from vis4mer.splits import SplitRow, write_split_csv
+    from vis4mer.sources.splits import SplitRow, write_split_csv
 
     data = tmp_path / "data"
     ids = [f"vid{i:02d}" for i in range(10)]

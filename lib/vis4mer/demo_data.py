@@ -15,7 +15,7 @@ Videos are real H.264 .mp4 files (PyAV), so the decoding stage is exercised as o
 real data. Everything is drawn from `seed`: the same arguments give the same
 labels, event times and pixels.
 
-Output layout (LVU-style splits, see vis4mer.splits):
+Output layout (LVU-style splits, see vis4mer.sources.splits):
 
     out_dir/videos/demo_0000.mp4 ...
     out_dir/splits/order/{train,val,test}.csv
@@ -33,7 +33,7 @@ from typing import Any
 import av
 import numpy as np
 
-from vis4mer.splits import SplitRow, write_split_csv
+from vis4mer.sources.splits import SplitRow, write_split_csv
 
 LABEL_NAMES = ("a_first", "b_first")
 TASK = "order"

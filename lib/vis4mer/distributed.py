@@ -206,7 +206,7 @@ def _row_to_json(row) -> list:
 
 
 def _row_from_json(item):
-    from vis4mer.splits import SplitRow
+    from vis4mer.sources.splits import SplitRow
 
     return SplitRow(item[0], item[1], item[2])
 

@@ -2,7 +2,7 @@
 
 As in the paper's evaluation, each video is covered by windows of ``window_frames``
 frames starting every ``stride_frames`` frames (1 frame = 1 s at 1 fps); see
-:func:`vis4mer.datasets.window_starts`. The model scores every window (in batches),
+:func:`vis4mer.windows.window_starts`. The model scores every window (in batches),
 and the video's prediction is
 
 * classification: the SUM over windows of the softmax probabilities; the predicted
@@ -24,8 +24,9 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from vis4mer.datasets import AllWindowsDataset, FeatureStore
-from vis4mer.splits import SplitRow
+from vis4mer.feature_store import FeatureStore
+from vis4mer.windows import AllWindowsDataset
+from vis4mer.sources.splits import SplitRow
 
 logger = logging.getLogger("vis4mer.evaluation")
 

@@ -6,7 +6,7 @@ at the recorded frame rate, size and decoder), features are extracted by the sam
 (timm name, img_size, and weights: the seeded random network of ``random-seed<N>``, or the
 checkpoint file whose sha256 is the recorded weights id), and the windows are scored
 exactly as evaluation scores them (:func:`vis4mer.evaluation.predict_videos` over an
-in-memory feature store: :func:`vis4mer.datasets.window_starts`, end padding, summed
+in-memory feature store: :func:`vis4mer.windows.window_starts`, end padding, summed
 softmax or mean through :func:`vis4mer.evaluation.aggregate_windows`).
 
 Batch mode holds one video's frames and features in memory. Streaming mode
@@ -37,9 +37,9 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from vis4mer.datasets import TOKEN_MODES, select_tokens, window_starts
+from vis4mer.windows import TOKEN_MODES, select_tokens, window_starts
 from vis4mer.evaluation import predict_videos
-from vis4mer.splits import SplitRow
+from vis4mer.sources.splits import SplitRow
 
 # Containers looked for when a directory is given, and accepted for files named explicitly.
 VIDEO_EXTENSIONS = ("mp4", "mkv", "webm", "avi", "mov", "m4v", "mpg", "mpeg", "ts", "flv", "wmv", "3gp")
@@ -157,7 +157,7 @@ def _check_transform(transform: dict[str, Any], path) -> None:
 
 
 def raw_from_target(target: float, label_transform: dict[str, Any] | None) -> float:
-    """Invert :func:`vis4mer.datasets.read_task_rows`'s label transform.
+    """Invert :func:`vis4mer.labels.read_task_rows`'s label transform.
 
     The forward transform is [ratio with another column] -> [log] -> * scale + offset, so
     the inverse is (target - offset) / scale, then exp when ``log``. With ``ratio_with``
@@ -263,7 +263,7 @@ class VideoPrediction:
 
 
 class _InMemoryFeatures:
-    """The part of :class:`vis4mer.datasets.FeatureStore` that evaluation reads, for one video in memory."""
+    """The part of :class:`vis4mer.feature_store.FeatureStore` that evaluation reads, for one video in memory."""
 
     def __init__(self, video_id: str, features: np.ndarray):
         self.video_id, self.features = video_id, features  # float16 [T, tokens, dim], as the shards store them

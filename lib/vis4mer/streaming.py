@@ -23,7 +23,7 @@ from collections import deque
 import numpy as np
 import torch
 
-from vis4mer.datasets import pad_window, window_starts
+from vis4mer.windows import pad_window, window_starts
 from vis4mer.evaluation import aggregate_windows
 from vis4mer.model import ViS4mer
 

@@ -6,7 +6,7 @@ The recipe follows the paper (ViS4mer, ECCV 2022) and its reference code:
   (:func:`vis4mer.build_optimizer`);
 * ReduceLROnPlateau on the validation metric (``max`` for accuracy, ``min`` for MSE);
 * every step sees one RANDOM window of ``window_frames`` frames of each clip (see
-  :mod:`vis4mer.datasets`; shorter clips are zero-padded at the end);
+  :mod:`vis4mer.windows`; shorter clips are zero-padded at the end);
 * validation and model selection use the video-level evaluation of
   :mod:`vis4mer.evaluation` (all windows at a stride), and the checkpoint with the
   best validation metric is kept as ``best``, the latest as ``last``.
@@ -49,10 +49,12 @@ from tqdm.auto import tqdm
 
 from vis4mer import atomic
 from vis4mer import resume as resume_state
-from vis4mer.datasets import FeatureStore, RandomWindowDataset, describe_labels, tokens_per_frame
+from vis4mer.feature_store import FeatureStore
+from vis4mer.labels import describe_labels
+from vis4mer.windows import RandomWindowDataset, tokens_per_frame
 from vis4mer.distributed import DistContext, ShardedBatchSampler, WeightedItems, rank_loss, wrap_model
 from vis4mer.evaluation import metric_for, predict_videos, score, video_loss
-from vis4mer.splits import SplitRow
+from vis4mer.sources.splits import SplitRow
 
 logger = logging.getLogger("vis4mer.training")
 

@@ -36,7 +36,7 @@ except ImportError:  # snakemake runs from an environment without the package: u
     sys.path.insert(0, str(Path(workflow.basedir) / "lib"))
 
 from vis4mer.shards import is_complete, shard_groups
-from vis4mer.splits import read_split_csv
+from vis4mer.sources.splits import read_split_csv
 
 validate(config, schema="../schemas/config.schema.yaml")
 
@@ -227,7 +227,7 @@ def shard_names(dataset):
 
 @lru_cache(maxsize=None)
 def _local_video_files(dataset):
-    from vis4mer.datasets import resolve_videos
+    from vis4mer.sources.local import resolve_videos
 
     ds = dataset_config(dataset)
     return resolve_videos(local_video_ids(dataset), ds["video_dir"], list(ds["video_extensions"]))

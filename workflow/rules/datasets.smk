@@ -11,7 +11,7 @@
 #   lvu        split files from split_dir (lvu_1.0 layout), or fetched into
 #              results/<dataset>/lvu_1.0 by the checkpoint lvu_splits when split_dir is
 #              null; videos through the download stage
-#   breakfast  videos found in video_dir (vis4mer.breakfast), split by ViS4mer's lists
+#   breakfast  videos found in video_dir (vis4mer.sources.breakfast), split by ViS4mer's lists
 #              (lists_dir) or by participant ranges; validation per `validation`
 #   coin       COIN.json (annotations); videos through the download stage; features of the
 #              annotated range only; validation per `validation`
@@ -48,7 +48,7 @@ def _download_sources(ds):
 
 def _check_source_config():
     """Checks of the lvu/breakfast/coin sources and the swin family; each error names the key."""
-    from vis4mer import lvu
+    from vis4mer.sources import lvu
     from vis4mer.swin import BACKBONES
 
     for name, ds in config["datasets"].items():

@@ -9,7 +9,7 @@ logger = start(snakemake, "evaluate")
 def main():
     from vis4mer.atomic import write_json
     from vis4mer.evaluation import evaluate_checkpoint
-    from vis4mer.datasets import read_task_rows
+    from vis4mer.labels import read_task_rows
 
     set_threads(snakemake.threads)
     task = snakemake.params.task

@@ -9,10 +9,10 @@ logger = start(snakemake, "frames")
 
 
 def main():
-    from vis4mer.datasets import resolve_videos
+    from vis4mer.sources.local import resolve_videos
     from vis4mer.frames import decode_videos_to_shard
     from vis4mer.shards import shard_groups
-    from vis4mer.splits import read_split_csv
+    from vis4mer.sources.splits import read_split_csv
 
     set_threads(snakemake.threads)
     p = snakemake.params.frames
@@ -39,7 +39,7 @@ def main():
     else:
         videos = resolve_videos(group, p["video_dir"], p["video_extensions"])
     if p.get("trim_preview"):  # LVU: keep the last <duration> seconds (lvu_durations.csv)
-        from vis4mer.lvu import read_durations
+        from vis4mer.sources.lvu import read_durations
 
         durations = read_durations(Path(snakemake.input.durations).parent)
         keep_last_s = {vid: durations[vid] for vid in videos if vid in durations}

@@ -3,7 +3,7 @@
 `url` is the official release (a .tar.gz holding lvu_1.0/) or the URL of a directory laid out
 as lvu_1.0/ (<task>/<split>.csv and lvu_durations.csv, e.g. raw files on GitHub), fetched
 file by file (the configured tasks only). The configured tasks' files (and lvu_durations.csv
-when trim_preview needs it) are checked with vis4mer.lvu before the directory is put in place.
+when trim_preview needs it) are checked with vis4mer.sources.lvu before the directory is put in place.
 """
 
 import os
@@ -50,7 +50,7 @@ def from_archive(url: str, work: Path) -> Path:
 
 
 def from_directory(url: str, work: Path, tasks, durations: bool) -> Path:
-    from vis4mer import lvu
+    from vis4mer.sources import lvu
 
     root = work / "lvu_1.0"
     base = url.rstrip("/")
@@ -63,7 +63,7 @@ def from_directory(url: str, work: Path, tasks, durations: bool) -> Path:
 
 
 def main():
-    from vis4mer import lvu
+    from vis4mer.sources import lvu
 
     url, out = snakemake.params.url, Path(snakemake.output[0])
     tasks, durations = snakemake.params.tasks, snakemake.params.durations

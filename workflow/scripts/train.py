@@ -39,7 +39,7 @@ def inference_metadata(task):
 
 
 def main():
-    from vis4mer.datasets import read_task_rows
+    from vis4mer.labels import read_task_rows
     from vis4mer.sources import class_rows
     from vis4mer.training import ModelSpec, NonFiniteLossError, TrainOutputs, TrainSettings, train_model
 

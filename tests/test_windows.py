@@ -7,20 +7,12 @@ import pytest
 import torch
 
 from _synthetic_features import write_feature_shard
-from vis4mer.datasets import (
-    AllWindowsDataset,
-    FeatureStore,
-    RandomWindowDataset,
-    describe_labels,
-    pad_window,
-    random_window_start,
-    read_task_rows,
-    resolve_videos,
-    tokens_per_frame,
-    window_starts,
-)
+from vis4mer.feature_store import FeatureStore
+from vis4mer.labels import describe_labels, read_task_rows
+from vis4mer.sources.local import resolve_videos
+from vis4mer.windows import AllWindowsDataset, RandomWindowDataset, pad_window, random_window_start, tokens_per_frame, window_starts
 from vis4mer.shards import IncompleteShardError
-from vis4mer.splits import SplitRow
+from vis4mer.sources.splits import SplitRow
 
 
 def ramp(n_frames: int, tokens: int = 2, dim: int = 3) -> np.ndarray:

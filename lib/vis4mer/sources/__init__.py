@@ -1,13 +1,13 @@
 """The benchmarks of the paper (LVU, Breakfast, COIN) in the one form the pipeline stages share.
 
 After the split files, the stages (frames, features, train, evaluate) only know split files
-in the LVU layout (``<task>/{train,val,test}.csv``, see vis4mer.splits) and a set of video ids.
-This module reads each benchmark with its own loader (vis4mer.lvu, vis4mer.breakfast,
-vis4mer.coin) into that form:
+in the LVU layout (``<task>/{train,val,test}.csv``, see vis4mer.sources.splits) and a set of video ids.
+This module reads each benchmark with its own loader (vis4mer.sources.lvu, vis4mer.sources.breakfast,
+vis4mer.sources.coin) into that form:
 
 - per task, the train/val/test rows (SplitRow: video id, target, class name) with the target
   as the loader computes it: classification keeps the files' class ids; LVU regression uses
-  the paper's targets (vis4mer.lvu: 10 x like ratio, log views, each minus its mean);
+  the paper's targets (vis4mer.sources.lvu: 10 x like ratio, log views, each minus its mean);
 - per task, the class names indexed by class id: the task's whole class-id space, including
   ids that no split contains (LVU director and writer; small COIN subsets);
 - per video, its role (``train`` if it is a training video of some task, else ``test``: it
@@ -37,20 +37,20 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from vis4mer import breakfast, coin, lvu
+from vis4mer.sources import breakfast, coin, lvu
 from vis4mer._logging import logger
-from vis4mer.splits import SplitRow, write_split_csv
+from vis4mer.sources.splits import SplitRow, write_split_csv
 
 SPLITS = ("train", "val", "test")
 VALIDATION_STRATEGIES = ("holdout", "test")
 
 # ViS4mer's test results (top-1 accuracy, %) on the long-video benchmarks other than LVU
-# (LVU: vis4mer.lvu.TASKS[task].paper_result). Islam & Bertasius, ECCV 2022.
+# (LVU: vis4mer.sources.lvu.TASKS[task].paper_result). Islam & Bertasius, ECCV 2022.
 PAPER_RESULTS = {"breakfast": 88.17, "coin": 88.41}
 PAPER = "ViS4mer (Islam & Bertasius, ECCV 2022)"
 
-# The LVU regression targets (as vis4mer.lvu computes them) written as the label transform of
-# vis4mer.datasets.read_task_rows on the raw columns of the LVU split files. The split files of
+# The LVU regression targets (as vis4mer.sources.lvu computes them) written as the label transform of
+# vis4mer.labels.read_task_rows on the raw columns of the LVU split files. The split files of
 # the pipeline hold the final targets; this says how they derive from the raw quantities, for
 # tools that map predictions back (vis4mer.predict).
 LVU_TARGETS = {
@@ -105,7 +105,7 @@ def _roles(tasks: Mapping[str, TaskData]) -> dict[str, str]:
 
 
 def lvu_source(split_dir, tasks: Iterable[str]) -> SourceData:
-    """The given LVU tasks from an lvu_1.0 directory (targets and class ids as vis4mer.lvu reads them)."""
+    """The given LVU tasks from an lvu_1.0 directory (targets and class ids as vis4mer.sources.lvu reads them)."""
     data = {}
     for task in tasks:
         spec = lvu.task_spec(task)
@@ -121,7 +121,7 @@ def lvu_source(split_dir, tasks: Iterable[str]) -> SourceData:
     if not data:
         raise ValueError("no LVU task given")
     videos = {video_id: VideoInfo(role) for video_id, role in _roles(data).items()}
-    return SourceData(data, videos, {"targets": "vis4mer.lvu (classification: class ids of the files; regression: the paper's targets)"})
+    return SourceData(data, videos, {"targets": "vis4mer.sources.lvu (classification: class ids of the files; regression: the paper's targets)"})
 
 
 # ----------------------------------------------------------------------------- validation
@@ -291,7 +291,7 @@ def read_source(arguments: Mapping[str, Any]) -> SourceData:
 
 
 def write_task_splits(data: TaskData, out_dir) -> list[Path]:
-    """``<out_dir>/{train,val,test}.csv`` of one task (vis4mer.splits layout); returns the paths."""
+    """``<out_dir>/{train,val,test}.csv`` of one task (vis4mer.sources.splits layout); returns the paths."""
     paths = []
     for split in SPLITS:
         path = Path(out_dir) / f"{split}.csv"
