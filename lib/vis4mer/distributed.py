@@ -53,6 +53,8 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import BatchSampler, Dataset, RandomSampler
 
+from vis4mer.devices import resolve_device
+
 logger = logging.getLogger("vis4mer.distributed")
 
 # Rank 0 validates while the others wait in a collective: give it time (LVU validation
@@ -88,16 +90,7 @@ class DistContext:
 
     def device(self, setting: str) -> torch.device:
         """The device of this rank for the ``device`` setting (auto | cpu | cuda | cuda:N)."""
-        setting = str(setting)
-        if setting == "cpu":
-            return torch.device("cpu")
-        if setting == "auto" and not torch.cuda.is_available():
-            return torch.device("cpu")
-        if not self.distributed:
-            return torch.device("cuda" if setting == "auto" else setting)
-        if setting.startswith("cuda:"):
-            logger.warning("device %s ignored by a distributed run: rank %d uses cuda:%d", setting, self.rank, self.local_rank)
-        return torch.device(f"cuda:{self.local_rank}")
+        return resolve_device(setting, self.local_rank if self.distributed else None)
 
     # -- collectives (no-ops in one process)
     def all_reduce_sum(self, value: float | int) -> float:

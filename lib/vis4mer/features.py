@@ -25,6 +25,7 @@ from tqdm import tqdm
 
 from vis4mer._logging import logger
 from vis4mer.compat import import_timm
+from vis4mer.devices import resolve_device
 from vis4mer.shards import VIDEOS_GROUP, ShardWriter, open_shard, read_manifest
 
 RANDOM_WEIGHTS = "random"
@@ -146,10 +147,6 @@ def _check_input_size(model: torch.nn.Module, frames_file, frames_shard) -> None
         )
 
 
-def _default_device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
 def extract_features_to_shard(
     frames_shard,
     out_path,
@@ -176,7 +173,7 @@ def extract_features_to_shard(
         torch.set_num_threads(num_threads)
     frames_manifest = read_manifest(frames_shard)
     model, weights = build_backbone(backbone, checkpoint, img_size, seed)
-    encoder = FrameEncoder(model, batch_size, torch.device(device) if device else _default_device())
+    encoder = FrameEncoder(model, batch_size, resolve_device(device))
     attrs = {
         "backbone": backbone,
         "weights": weights,

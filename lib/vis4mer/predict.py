@@ -37,6 +37,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from vis4mer.devices import resolve_device
 from vis4mer.windows import TOKEN_MODES, select_tokens, window_starts
 from vis4mer.evaluation import predict_videos
 from vis4mer.sources.splits import SplitRow
@@ -279,10 +280,6 @@ class _InMemoryFeatures:
         return np.asarray(select_tokens(self.features[start:stop], tokens), dtype=np.float32)
 
 
-def default_device() -> str:
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
-
 class Predictor:
     """A checkpoint's model with the backbone its features came from.
 
@@ -306,7 +303,7 @@ class Predictor:
         self.path = Path(checkpoint_path)
         if not self.path.is_file():
             raise CheckpointError(f"model checkpoint not found: {self.path}")
-        self.device = torch.device(device or default_device())
+        self.device = resolve_device(device)
         try:
             checkpoint = torch.load(self.path, map_location="cpu", weights_only=True)
         except Exception as error:

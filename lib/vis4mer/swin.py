@@ -42,6 +42,7 @@ import torch
 from tqdm import tqdm
 
 from vis4mer._logging import logger
+from vis4mer.devices import resolve_device
 from vis4mer.features import file_sha256, seeded_init
 from vis4mer.frames import resize_and_crop
 from vis4mer.shards import ShardWriter
@@ -378,10 +379,6 @@ def _precheck(path: Path) -> str | None:
     return None
 
 
-def _default_device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
 def _encode_video(
     encoder: SegmentEncoder,
     reader: _SegmentReader,
@@ -453,7 +450,7 @@ def extract_swin_features_to_shard(
         torch.set_num_threads(num_threads)
 
     model, report = build_swin(backbone, checkpoint, seed)
-    encoder = SegmentEncoder(model, torch.device(device) if device else _default_device())
+    encoder = SegmentEncoder(model, resolve_device(device))
     attrs = {
         "backbone": backbone,
         "checkpoint": str(checkpoint) if checkpoint is not None else "",

@@ -133,12 +133,6 @@ class TrainResult:
     log: list[dict[str, Any]]
 
 
-def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    if str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
-
-
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
@@ -180,7 +174,7 @@ def train_model(
     """
     metric_name, mode = metric_for(task_type)
     ctx = DistContext.current()
-    device = ctx.device(settings.device) if ctx.distributed else resolve_device(settings.device)
+    device = ctx.device(settings.device)
     logger.info("run %s: device %s%s", run_name, device, f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else "")
     seed_everything(settings.seed)
 

@@ -8,7 +8,7 @@ logger = start(snakemake, "features")
 
 def main():
     from vis4mer.features import extract_features_to_shard
-    from vis4mer.training import resolve_device
+    from vis4mer.devices import resolve_device
 
     set_threads(snakemake.threads)
     p = snakemake.params.features

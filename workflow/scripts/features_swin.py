@@ -11,7 +11,7 @@ logger = start(snakemake, "features_swin")
 def main():
     from vis4mer.sources import videos_from_manifests
     from vis4mer.swin import extract_swin_features_to_shard
-    from vis4mer.training import resolve_device
+    from vis4mer.devices import resolve_device
 
     set_threads(snakemake.threads)
     p = snakemake.params.swin
