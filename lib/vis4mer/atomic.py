@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -52,3 +53,14 @@ def torch_save(obj: Any, path) -> None:
 
     with atomic_path(path) as tmp:
         torch.save(obj, tmp)
+
+
+def link_or_copy(source, target) -> None:
+    """`target` becomes `source`'s content, atomically: a hard link where possible, else a
+    copy (another file system, or no hard links there). An existing `target` is replaced."""
+    with atomic_path(target) as tmp:
+        tmp.unlink(missing_ok=True)  # left by a killed process of the same id
+        try:
+            os.link(source, tmp)
+        except OSError:
+            shutil.copy2(source, tmp)

@@ -29,7 +29,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
@@ -37,7 +36,7 @@ from pathlib import Path
 from typing import Literal
 
 from vis4mer._logging import logger
-from vis4mer.atomic import atomic_path, write_json
+from vis4mer.atomic import link_or_copy, write_json
 
 Status = Literal["downloaded", "local", "unavailable", "failed"]
 STATUSES: tuple[Status, ...] = ("downloaded", "local", "unavailable", "failed")
@@ -157,15 +156,6 @@ def _find_in_mirrors(mirrors: Sequence[Path], video_id: str) -> Path | None:
         if found := find_video(directory, video_id):
             return found
     return None
-
-
-def _link_or_copy(source: Path, target: Path) -> None:
-    """Hard-link `source` to `target`, or copy it (via a temporary file) where linking fails."""
-    try:
-        os.link(source, target)
-    except OSError:
-        with atomic_path(target) as tmp:
-            shutil.copy2(source, tmp)
 
 
 class _YtDlpLogger:
@@ -326,7 +316,7 @@ def download_shard(
             records[video_id] = old if kept else Record("downloaded", "", str(existing), 0)
         elif mirrored is not None:
             target = out_dir / mirrored.name
-            _link_or_copy(mirrored, target)
+            link_or_copy(mirrored, target)
             records[video_id] = Record("local", f"from {mirrored}", str(target), 0)
         elif old is not None and old.status == "unavailable":
             records[video_id] = old

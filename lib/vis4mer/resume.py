@@ -30,12 +30,13 @@ import json
 import logging
 import os
 import random
-import shutil
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 import torch
+
+from vis4mer.atomic import link_or_copy
 
 logger = logging.getLogger("vis4mer.training")
 
@@ -99,19 +100,6 @@ def fingerprint(metadata: dict[str, Any], feature_shards: Sequence, train_rows: 
 
 
 # --------------------------------------------------------------------------- files
-
-
-def link_or_copy(source: Path, target: Path) -> None:
-    """`target` becomes `source`'s content, atomically: a hard link where possible, else a copy."""
-    target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f"{target.name}.tmp-{os.getpid()}")
-    tmp.unlink(missing_ok=True)
-    try:
-        os.link(source, tmp)
-    except OSError:  # another file system, or no hard links
-        shutil.copy2(source, tmp)
-    os.replace(tmp, target)
 
 
 def best_name(epoch: int) -> str:
