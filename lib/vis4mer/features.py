@@ -62,7 +62,7 @@ def _unwrap_state_dict(checkpoint: dict) -> dict[str, torch.Tensor]:
     return checkpoint
 
 
-def load_checkpoint(model: torch.nn.Module, checkpoint) -> str:
+def load_backbone_weights(model: torch.nn.Module, checkpoint) -> str:
     """Load a local checkpoint file into `model`; return the file's sha256.
 
     timm's own ``checkpoint_filter_fn`` of the model family is applied when it
@@ -105,7 +105,7 @@ def build_backbone(
         )
         weights = random_id
     else:
-        weights = load_checkpoint(model, checkpoint)
+        weights = load_backbone_weights(model, checkpoint)
     return model.eval(), weights
 
 
