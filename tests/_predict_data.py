@@ -35,11 +35,10 @@ _CACHE: dict[str, TinyRun] = {}
 
 def inference_metadata(label_column="class_id", label_transform=None, stride=1):
     """What workflow/scripts/train.py adds to a checkpoint (extra_metadata)."""
-    return {
-        "frames": {"fps": FPS, "size": SIZE, "decoder": "decord"},
-        "eval_stride_frames": stride,
-        "target": {"label_column": label_column, "label_transform": dict(label_transform or {})},
-    }
+    from vis4mer.checkpoint import inference_metadata
+
+    return inference_metadata(frames={"fps": FPS, "size": SIZE, "decoder": "decord"}, eval_stride_frames=stride,
+                              target={"label_column": label_column, "label_transform": label_transform})
 
 
 def write_audio(path: Path, seconds: float = 1.0) -> Path:

@@ -208,7 +208,7 @@ def test_pipeline_model_predicts_its_test_videos_as_evaluation_did(pipeline_run)
     from vis4mer.feature_store import FeatureStore
     from vis4mer.evaluation import predict_videos
     from vis4mer.sources.splits import read_split_csv
-    from vis4mer.training import load_checkpoint
+    from vis4mer.checkpoint import load_model
 
     workdir = pipeline_run
     results = workdir / "results" / "tiny"
@@ -221,7 +221,7 @@ def test_pipeline_model_predicts_its_test_videos_as_evaluation_did(pipeline_run)
     assert meta["features"]["weights"] == "random-seed0"
 
     # the pipeline's per-video predictions, from its feature shards (what evaluate computed)
-    model, _ = load_checkpoint(checkpoint)
+    model, _ = load_model(checkpoint)
     store = FeatureStore(sorted((results / "features" / "vit_tiny_patch16_224").glob("shard_*.h5")))
     pipeline, _ = predict_videos(model, store, rows, window_frames=4, tokens="all", stride_frames=1, batch_size=16,
                                  device="cpu", task_type="classification")

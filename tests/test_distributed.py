@@ -15,7 +15,8 @@ import torch
 
 from _synthetic_features import separable_dataset
 from vis4mer.distributed import DistContext, ShardedBatchSampler, WeightedItems, train_with_torchrun
-from vis4mer.training import ModelSpec, TrainOutputs, TrainSettings, load_checkpoint, read_log_csv, train_model
+from vis4mer.checkpoint import load_model
+from vis4mer.training import ModelSpec, TrainOutputs, TrainSettings, read_log_csv, train_model
 
 torch_dist = pytest.importorskip("torch.distributed")
 
@@ -87,8 +88,8 @@ def test_two_processes_match_one(tmp_path, batch_size):
     assert multi.best_epoch == single.best_epoch and multi.epochs_run == single.epochs_run
     assert _assert_logs_close(single.log, read_log_csv(tmp_path / "two" / "train_log.csv")) is None
     for name in ("best.pt", "last.pt"):
-        model_one, checkpoint_one = load_checkpoint(tmp_path / "one" / name)
-        model_two, checkpoint_two = load_checkpoint(tmp_path / "two" / name)
+        model_one, checkpoint_one = load_model(tmp_path / "one" / name)
+        model_two, checkpoint_two = load_model(tmp_path / "two" / name)
         assert checkpoint_one["epoch"] == checkpoint_two["epoch"]
         assert checkpoint_one["model"] == checkpoint_two["model"]
         # Adam divides by the gradient's running RMS, so rounding differences in tiny gradients

@@ -109,7 +109,7 @@ def test_predict_videos_batches_windows_across_videos(tmp_path):
 
 def test_evaluate_checkpoint_rebuilds_model_and_reports_missing(tmp_path):
     from vis4mer.atomic import torch_save
-    from vis4mer.training import CHECKPOINT_FORMAT
+    from vis4mer.checkpoint import FORMAT as CHECKPOINT_FORMAT
 
     frames = np.ones((5, 1, 2), dtype=np.float32)
     shard = write_feature_shard(
@@ -148,7 +148,7 @@ def test_evaluate_checkpoint_rebuilds_model_and_reports_missing(tmp_path):
 
 def test_evaluate_checkpoint_refuses_other_features(tmp_path):
     from vis4mer.atomic import torch_save
-    from vis4mer.training import CHECKPOINT_FORMAT
+    from vis4mer.checkpoint import FORMAT as CHECKPOINT_FORMAT
 
     shard = write_feature_shard(tmp_path / "s.h5", {"a": np.ones((3, 4, 2), dtype=np.float32)})
     checkpoint = {

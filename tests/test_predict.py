@@ -19,9 +19,9 @@ from _video import write_video
 from vis4mer.feature_store import FeatureStore
 from vis4mer.labels import read_task_rows
 from vis4mer.evaluation import predict_videos
+from vis4mer.checkpoint import CheckpointError, load_model
 from vis4mer.predict import (
     BackboneError,
-    CheckpointError,
     InferenceSpec,
     Predictor,
     PredictError,
@@ -32,7 +32,6 @@ from vis4mer.predict import (
     target_quantity,
 )
 from vis4mer.sources.splits import SplitRow
-from vis4mer.training import load_checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -48,7 +47,7 @@ def classifier(run):
 
 
 def _evaluation_vectors(checkpoint, run, video_ids, stride):
-    model, meta = load_checkpoint(checkpoint)
+    model, meta = load_model(checkpoint)
     store = FeatureStore(run.shards)
     rows = [SplitRow(v, 0, None) for v in video_ids]
     vectors, _ = predict_videos(model, store, rows, window_frames=meta["window_frames"], tokens=meta["tokens"],
@@ -190,6 +189,19 @@ def test_unusable_checkpoint_files_are_refused(tmp_path):
     torch.save({"format": "something-else"}, tmp_path / "other.pt")
     with pytest.raises(CheckpointError, match="not a vis4mer training checkpoint"):
         Predictor(tmp_path / "other.pt")
+
+
+def test_the_checkpoint_file_is_read_once(run, monkeypatch):
+    loads = []
+    load = torch.load
+
+    def counting_load(path, *args, **kwargs):
+        loads.append(Path(path))
+        return load(path, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "load", counting_load)
+    Predictor(run.classifier, device="cpu")
+    assert loads.count(Path(run.classifier)) == 1
 
 
 def test_spec_reads_everything_inference_needs(run):

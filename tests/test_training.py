@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from _synthetic_features import LABEL_NAMES, separable_dataset
+from vis4mer.checkpoint import load_model
 from vis4mer.evaluation import evaluate_checkpoint
 from vis4mer.training import (
     LOG_COLUMNS,
@@ -17,7 +18,6 @@ from vis4mer.training import (
     NonFiniteLossError,
     TrainOutputs,
     TrainSettings,
-    load_checkpoint,
     read_log_csv,
     train_model,
 )
@@ -63,7 +63,7 @@ def test_tiny_run_writes_checkpoints_log_and_curve(tmp_path, arch):
     best_epoch = min(log, key=lambda row: (-row["val_metric"], row["val_loss"]))["epoch"]
     assert result.best_epoch == best_epoch
 
-    model, checkpoint = load_checkpoint(out.best)
+    model, checkpoint = load_model(out.best)
     assert checkpoint["run"] == f"toy/sign/{arch}"
     assert checkpoint["epoch"] == best_epoch
     assert checkpoint["model"]["arch"] == arch
@@ -91,7 +91,7 @@ def test_regression_run_uses_mse_and_min_mode(tmp_path):
         train_rows=regress["train"], val_rows=regress["val"],
         model_spec=ModelSpec(arch="meanpool", d_model=16, n_layers=1), settings=settings(epochs=4), outputs=out,
     )
-    _, checkpoint = load_checkpoint(out.best)
+    _, checkpoint = load_model(out.best)
     assert checkpoint["task"]["metric"] == "mse" and checkpoint["task"]["mode"] == "min"
     assert checkpoint["model"]["kwargs"]["d_output"] == 1
     log = read_log_csv(out.log)

@@ -32,13 +32,14 @@ def _positive_float(text: str) -> float:
 
 def build_parser() -> argparse.ArgumentParser:
     from vis4mer import __doc__ as package_doc
+    from vis4mer import version
 
     parser = argparse.ArgumentParser(
         prog="vis4mer",
         description=package_doc.strip().splitlines()[0] if package_doc else "vis4mer",
         epilog="Run 'vis4mer <command> --help' for a command's options.",
     )
-    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {version()}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log INFO messages of the library to stderr")
     commands = parser.add_subparsers(dest="command", metavar="<command>", required=True)
     _add_predict(commands)
@@ -83,15 +84,6 @@ def _add_predict(commands) -> None:
     predict.set_defaults(handler=run_predict)
 
 
-def _version() -> str:
-    try:
-        from importlib.metadata import version
-
-        return version("vis4mer")
-    except Exception:
-        return "unknown"
-
-
 def _error(message: str) -> None:
     print(f"vis4mer: error: {message}", file=sys.stderr, flush=True)
 
@@ -99,6 +91,7 @@ def _error(message: str) -> None:
 def run_predict(args: argparse.Namespace) -> int:
     import torch
 
+    from vis4mer.checkpoint import CheckpointError
     from vis4mer.predict import PredictError, Predictor, VideoError, expand_inputs
 
     if args.threads:
@@ -118,7 +111,7 @@ def run_predict(args: argparse.Namespace) -> int:
         )
         if args.stream:
             predictor.check_streamable()
-    except PredictError as error:
+    except (CheckpointError, PredictError) as error:
         _error(str(error))
         return EXIT_USAGE
     spec = predictor.spec

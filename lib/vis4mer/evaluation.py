@@ -24,6 +24,7 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
+from vis4mer.checkpoint import load_model
 from vis4mer.devices import resolve_device
 from vis4mer.feature_store import FeatureStore
 from vis4mer.windows import AllWindowsDataset
@@ -183,10 +184,8 @@ def evaluate_checkpoint(
     model_factory=None,
 ) -> dict[str, Any]:
     """Rebuild the model from a training checkpoint and evaluate it on `rows`."""
-    from vis4mer.training import load_checkpoint
-
     device = resolve_device(device)
-    model, checkpoint = load_checkpoint(checkpoint_path, device=device, model_factory=model_factory)
+    model, checkpoint = load_model(checkpoint_path, device=device, model_factory=model_factory)
     task_type = checkpoint["task"]["type"]
     store = FeatureStore(feature_shards)
     _check_features_match(store, checkpoint, checkpoint_path)

@@ -19,8 +19,9 @@ of windows. Regression: the mean per-window output is the model's *target*; the 
 the task's own units (e.g. a like ratio, a view count) is the inverse of the label
 transform the pipeline applied to the split files (:func:`raw_from_target`).
 
-Errors: :class:`CheckpointError` and :class:`BackboneError` concern the model (nothing can
-be predicted: a usage error); :class:`VideoError` concerns one video (the others go on).
+Errors: :class:`vis4mer.checkpoint.CheckpointError` and :class:`PredictError` (e.g.
+:class:`BackboneError`) concern the model (nothing can be predicted: a usage error);
+:class:`VideoError` concerns one video (the others go on).
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from vis4mer.checkpoint import CheckpointError, read_checkpoint, rebuild_model, required_field
 from vis4mer.devices import resolve_device
 from vis4mer.windows import TOKEN_MODES, select_tokens, window_starts
 from vis4mer.evaluation import predict_videos
@@ -47,15 +49,10 @@ VIDEO_EXTENSIONS = ("mp4", "mkv", "webm", "avi", "mov", "m4v", "mpg", "mpeg", "t
 RANDOM_WEIGHTS = re.compile(r"random-seed(-?\d+)")
 SHA256 = re.compile(r"[0-9a-f]{64}")
 logger = logging.getLogger("vis4mer.predict")
-STALE_HINT = "re-train it with this version of vis4mer (the pipeline's train rule records it)"
 
 
 class PredictError(Exception):
     """Nothing can be predicted with this model: a usage error (exit status 2 in the CLI)."""
-
-
-class CheckpointError(PredictError):
-    """The checkpoint is missing, unreadable, or lacks what inference needs."""
 
 
 class BackboneError(PredictError):
@@ -67,15 +64,6 @@ class VideoError(Exception):
 
 
 # --------------------------------------------------------------------------- checkpoint
-
-
-def _field(checkpoint: dict[str, Any], dotted: str, path, why: str):
-    value: Any = checkpoint
-    for key in dotted.split("."):
-        if not isinstance(value, dict) or key not in value:
-            raise CheckpointError(f"{path}: the checkpoint has no field '{dotted}' ({why}); {STALE_HINT}")
-        value = value[key]
-    return value
 
 
 @dataclass(frozen=True)
@@ -104,20 +92,20 @@ class InferenceSpec:
     @classmethod
     def from_checkpoint(cls, checkpoint: dict[str, Any], path="checkpoint") -> InferenceSpec:
         """Read and check the fields; a missing one raises CheckpointError naming it."""
-        arch = _field(checkpoint, "model.arch", path, "the model's architecture")
-        kwargs = _field(checkpoint, "model.kwargs", path, "the model's hyper-parameters")
-        task_type = _field(checkpoint, "task.type", path, "classification or regression")
-        label_names = tuple(_field(checkpoint, "task.label_names", path, "the class names"))
-        backbone = _field(checkpoint, "features.backbone", path, "the feature extractor")
-        weights = str(_field(checkpoint, "features.weights", path, "the backbone's weights id"))
-        img_size = _field(checkpoint, "features.img_size", path, "the backbone's input size")
-        n_tokens = int(_field(checkpoint, "features.n_tokens", path, "tokens per frame of the features"))
-        dim = int(_field(checkpoint, "features.dim", path, "the feature width"))
-        window_frames = int(_field(checkpoint, "window_frames", path, "frames per window"))
-        tokens = _field(checkpoint, "tokens", path, "tokens per frame fed to the model (all | cls)")
-        fps = float(_field(checkpoint, "frames.fps", path, "the frame rate the videos were sampled at"))
-        frame_size = int(_field(checkpoint, "frames.size", path, "the size frames were resized and cropped to"))
-        decoder = _field(checkpoint, "frames.decoder", path, "the video decoder")
+        arch = required_field(checkpoint, "model.arch", path, "the model's architecture")
+        kwargs = required_field(checkpoint, "model.kwargs", path, "the model's hyper-parameters")
+        task_type = required_field(checkpoint, "task.type", path, "classification or regression")
+        label_names = tuple(required_field(checkpoint, "task.label_names", path, "the class names"))
+        backbone = required_field(checkpoint, "features.backbone", path, "the feature extractor")
+        weights = str(required_field(checkpoint, "features.weights", path, "the backbone's weights id"))
+        img_size = required_field(checkpoint, "features.img_size", path, "the backbone's input size")
+        n_tokens = int(required_field(checkpoint, "features.n_tokens", path, "tokens per frame of the features"))
+        dim = int(required_field(checkpoint, "features.dim", path, "the feature width"))
+        window_frames = int(required_field(checkpoint, "window_frames", path, "frames per window"))
+        tokens = required_field(checkpoint, "tokens", path, "tokens per frame fed to the model (all | cls)")
+        fps = float(required_field(checkpoint, "frames.fps", path, "the frame rate the videos were sampled at"))
+        frame_size = int(required_field(checkpoint, "frames.size", path, "the size frames were resized and cropped to"))
+        decoder = required_field(checkpoint, "frames.decoder", path, "the video decoder")
         ignored = sorted(set(checkpoint["frames"]) - {"fps", "size", "decoder"})
         if ignored:
             logger.warning(
@@ -126,7 +114,7 @@ class InferenceSpec:
             )
         label_column = label_transform = None
         if task_type == "regression":
-            target = _field(checkpoint, "target.label_transform", path, "the regression target's transform, to invert it")
+            target = required_field(checkpoint, "target.label_transform", path, "the regression target's transform, to invert it")
             label_transform = dict(target)
             label_column = checkpoint["target"].get("label_column")
             _check_transform(label_transform, path)
@@ -298,27 +286,11 @@ class Predictor:
         window_batch_size: int = 32,
         progress: bool | None = False,
     ):
-        from vis4mer.training import CHECKPOINT_FORMAT, load_checkpoint
-
         self.path = Path(checkpoint_path)
-        if not self.path.is_file():
-            raise CheckpointError(f"model checkpoint not found: {self.path}")
+        checkpoint = read_checkpoint(self.path)  # the one read of the file
         self.device = resolve_device(device)
-        try:
-            checkpoint = torch.load(self.path, map_location="cpu", weights_only=True)
-        except Exception as error:
-            raise CheckpointError(
-                f"{self.path} is not a usable {CHECKPOINT_FORMAT} training checkpoint: {type(error).__name__}: {error}"
-            ) from error
-        if not isinstance(checkpoint, dict) or checkpoint.get("format") != CHECKPOINT_FORMAT:
-            found = checkpoint.get("format") if isinstance(checkpoint, dict) else type(checkpoint).__name__
-            raise CheckpointError(f"{self.path} is not a vis4mer training checkpoint (format {found!r}, expected {CHECKPOINT_FORMAT!r})")
         self.spec = InferenceSpec.from_checkpoint(checkpoint, self.path)  # names a missing field
-        _field(checkpoint, "state_dict", self.path, "the model's weights")
-        try:
-            self.model, _ = load_checkpoint(self.path, device=self.device)
-        except Exception as error:
-            raise CheckpointError(f"{self.path}: the model cannot be rebuilt: {type(error).__name__}: {error}") from error
+        self.model = rebuild_model(checkpoint, self.path, self.device)
         self.checkpoint_info = {key: checkpoint.get(key) for key in ("run", "epoch", "val_metric", "dataset", "task_name")}
         self.stride = int(stride_frames or self.spec.eval_stride_frames or 1)
         if self.stride < 1:

@@ -17,9 +17,8 @@ epoch in the log). More than ``max_consecutive_nonfinite`` skips in a row stop t
 run with :class:`NonFiniteLossError`, which names the run; the checkpoints written
 so far are left in place.
 
-Checkpoints are plain dicts (tensors, numbers, strings, lists, dicts) so they load
-with ``torch.load(weights_only=True)``; they carry everything needed to rebuild the
-model and read features for it (:func:`load_checkpoint`).
+Checkpoints (:mod:`vis4mer.checkpoint`) carry everything needed to rebuild the model and
+read features for it (:func:`vis4mer.checkpoint.load_model`).
 
 Resuming: ``last`` also carries the full resume state (optimizer, scheduler, random
 states, best-so-far); with ``TrainOutputs.state_dir`` a killed run continues from its
@@ -49,16 +48,18 @@ from tqdm.auto import tqdm
 
 from vis4mer import atomic
 from vis4mer import resume as resume_state
+from vis4mer.checkpoint import build_metadata, epoch_checkpoint, float_or_nan, plain_float
 from vis4mer.feature_store import FeatureStore
 from vis4mer.labels import describe_labels
 from vis4mer.windows import RandomWindowDataset, tokens_per_frame
 from vis4mer.distributed import DistContext, ShardedBatchSampler, WeightedItems, rank_loss, wrap_model
 from vis4mer.evaluation import metric_for, predict_videos, score, video_loss
+from vis4mer.model import build_model
+from vis4mer.optim import build_optimizer
 from vis4mer.sources.splits import SplitRow
 
 logger = logging.getLogger("vis4mer.training")
 
-CHECKPOINT_FORMAT = "vis4mer-checkpoint-1"
 LOG_COLUMNS = ("epoch", "train_loss", "val_metric", "val_loss", "lr", "n_nonfinite_skipped", "n_padded", "seconds")
 
 
@@ -139,18 +140,6 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)  # also seeds every CUDA device
 
 
-def _default_factory(arch: str, **kwargs) -> torch.nn.Module:
-    import vis4mer
-
-    return vis4mer.build_model(arch, **kwargs)
-
-
-def _build_optimizer(model: torch.nn.Module, lr: float, weight_decay: float) -> torch.optim.Optimizer:
-    import vis4mer
-
-    return vis4mer.build_optimizer(model, lr=lr, weight_decay=weight_decay)
-
-
 def train_model(
     *,
     run_name: str,
@@ -200,7 +189,7 @@ def train_model(
         "dropout": model_spec.dropout,
         **model_spec.kwargs,
     }
-    model = (model_factory or _default_factory)(model_spec.arch, **model_kwargs).to(device)
+    model = (model_factory or build_model)(model_spec.arch, **model_kwargs).to(device)
     trained = wrap_model(model, device, ctx)  # DDP across processes; `model` itself otherwise
     n_params = sum(p.numel() for p in model.parameters())
     logger.info(
@@ -208,7 +197,7 @@ def train_model(
         run_name, model_spec.arch, f"{n_params:,}", settings.window_frames, n_tokens, model_kwargs["l_max"],
         store.dim, len(train_present), len(val_present), "classes " + ", ".join(label_names) if label_names else "regression",
     )
-    optimizer = _build_optimizer(model, settings.lr, settings.weight_decay)
+    optimizer = build_optimizer(model, lr=settings.lr, weight_decay=settings.weight_decay)
     scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
         optimizer, mode=mode, factor=settings.lr_factor, patience=settings.lr_patience
     )
@@ -241,19 +230,12 @@ def train_model(
             pin_memory=device.type == "cuda",
         )
 
-    metadata = {
-        "format": CHECKPOINT_FORMAT,
-        "run": run_name,
-        "model": {"arch": model_spec.arch, "kwargs": model_kwargs},
-        "task": {"type": task_type, "label_names": label_names, "metric": metric_name, "mode": mode},
-        "features": {**store.attrs, "n_tokens": store.n_tokens, "dim": store.dim},
-        "window_frames": settings.window_frames,
-        "tokens": settings.tokens,
-        "training": asdict(settings),
-        "versions": {"torch": str(torch.__version__), "vis4mer": _vis4mer_version()},
-        **(extra_metadata or {}),
-    }
-    _check_plain(metadata)
+    metadata = build_metadata(
+        run_name=run_name, arch=model_spec.arch, model_kwargs=model_kwargs, task_type=task_type,
+        label_names=label_names, metric=metric_name, mode=mode,
+        features={**store.attrs, "n_tokens": store.n_tokens, "dim": store.dim},
+        window_frames=settings.window_frames, tokens=settings.tokens, training=asdict(settings), extra=extra_metadata,
+    )
 
     log: list[dict[str, Any]] = []
     best_metric, best_loss, best_epoch = math.nan, math.nan, 0
@@ -271,7 +253,7 @@ def train_model(
         resumed = saved["resume"]
         log = [dict(row) for row in saved["train_log"]]
         best_epoch, consecutive_nonfinite = resumed["best_epoch"], resumed["consecutive_nonfinite"]
-        best_metric, best_loss = _nan_if_none(resumed["best_val_metric"]), _nan_if_none(resumed["best_val_loss"])
+        best_metric, best_loss = float_or_nan(resumed["best_val_metric"]), float_or_nan(resumed["best_val_loss"])
         generator.set_state(resumed["generator"])
         rng = resumed["rng"]
         resume_state.set_rng_state(rng[ctx.rank] if len(rng) == ctx.world_size else rng[0], device)
@@ -378,23 +360,18 @@ def train_model(
         rng = ctx.gather(resume_state.rng_state(device))  # every rank's, for an exact resume
         if not ctx.is_main:
             continue
-        state = {
-            **metadata,
-            "epoch": epoch,
-            "val_metric": _json_float(val_metric),
-            "val_loss": _json_float(val_loss),
-            "best_epoch": best_epoch,
-            "best_val_metric": _json_float(best_metric),
-            "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-        }
+        state = epoch_checkpoint(
+            metadata, epoch=epoch, val_metric=val_metric, val_loss=val_loss, best_epoch=best_epoch,
+            best_val_metric=best_metric, model=model,
+        )
         if improved:
             atomic.torch_save(state, outputs.best)
             resume_state.record_best(outputs.state_dir, outputs.best, epoch)
         resume = {
             "fingerprint": run_fingerprint,
             "best_epoch": best_epoch,
-            "best_val_metric": _json_float(best_metric),
-            "best_val_loss": _json_float(best_loss),
+            "best_val_metric": plain_float(best_metric),
+            "best_val_loss": plain_float(best_loss),
             "consecutive_nonfinite": consecutive_nonfinite,
             "generator": generator.get_state(),
             "rng": rng,
@@ -442,37 +419,6 @@ def _fmt(loss: torch.Tensor) -> str:
     return f"loss {value}" if not math.isfinite(value) else "gradient norm not finite"
 
 
-def _json_float(value: float) -> float | None:
-    return None if math.isnan(value) else float(value)
-
-
-def _nan_if_none(value: float | None) -> float:
-    return math.nan if value is None else float(value)
-
-
-def _vis4mer_version() -> str:
-    try:
-        from importlib.metadata import version
-
-        return version("vis4mer")
-    except Exception:
-        return "unknown"
-
-
-def _check_plain(value: Any, where: str = "checkpoint") -> None:
-    """Refuse values torch.load(weights_only=True) would reject (e.g. numpy scalars, Paths)."""
-    if isinstance(value, dict):
-        for key, item in value.items():
-            if not isinstance(key, str):
-                raise TypeError(f"{where}: key {key!r} is not a string")
-            _check_plain(item, f"{where}.{key}")
-    elif isinstance(value, (list, tuple)):
-        for index, item in enumerate(value):
-            _check_plain(item, f"{where}[{index}]")
-    elif not (value is None or type(value) in (str, int, float, bool) or isinstance(value, torch.Tensor)):
-        raise TypeError(f"{where}: {type(value).__name__} value {value!r} is not checkpoint-safe")
-
-
 def write_log_csv(log: Sequence[dict[str, Any]], path) -> None:
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=LOG_COLUMNS, lineterminator="\n")
@@ -488,16 +434,3 @@ def read_log_csv(path) -> list[dict[str, Any]]:
     ints = {"epoch", "n_nonfinite_skipped", "n_padded"}
     return [{k: int(v) if k in ints else float(v) for k, v in row.items()} for row in rows]
 
-
-def load_checkpoint(
-    path, device: str | torch.device = "cpu", model_factory: Callable[..., torch.nn.Module] | None = None
-) -> tuple[torch.nn.Module, dict[str, Any]]:
-    """Rebuild the model of a checkpoint (eval mode, on `device`) and return it with the dict."""
-    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    if checkpoint.get("format") != CHECKPOINT_FORMAT:
-        raise ValueError(f"{path} is not a vis4mer training checkpoint (format {checkpoint.get('format')!r})")
-    spec = checkpoint["model"]
-    model = (model_factory or _default_factory)(spec["arch"], **spec["kwargs"])
-    model.load_state_dict(checkpoint["state_dict"])
-    model.to(device).eval()
-    return model, checkpoint

@@ -21,24 +21,8 @@ snakemake = snakemake  # noqa: F821 (injected by Snakemake)
 logger = start(snakemake, "train")
 
 
-def inference_metadata(task):
-    """What `vis4mer predict` needs besides the model and features attrs: how the frames
-    were decoded, the evaluation stride, and the regression target's transform (to invert
-    it). Read from the config: frames settings that differ re-run frames -> features -> train."""
-    config = snakemake.config
-    dataset = config["datasets"][snakemake.wildcards.dataset]
-    frames = dataset.get("frames", {})
-    evaluation = {**config.get("evaluation", {}), **dataset.get("evaluation", {})}  # the dataset's overrides win
-    return {
-        "frames": dict(frames),  # fps, size, decoder, and any later setting of how frames are sampled
-        "eval_stride_frames": evaluation.get("eval_stride_frames", 1),
-        # lvu: the split files hold the final targets; task["target"] says how they derive from the raw columns
-        "target": task.get("target")
-        or {"label_column": task["label_column"], "label_transform": dict(task.get("label_transform") or {})},
-    }
-
-
 def main():
+    from vis4mer.checkpoint import inference_metadata
     from vis4mer.labels import read_task_rows
     from vis4mer.sources import class_rows
     from vis4mer.training import ModelSpec, NonFiniteLossError, TrainOutputs, TrainSettings, train_model
@@ -63,6 +47,15 @@ def main():
     state_dir = Path(snakemake.output.last).parent / ".resume" if rt.get("resume", True) else None
     outputs = TrainOutputs(snakemake.output.best, snakemake.output.last, snakemake.output.log, snakemake.output.curve, state_dir)
     n_processes = gpus_requested(snakemake)
+    # what `vis4mer predict` reads back (frames settings that differ re-run frames -> features -> train)
+    dataset = snakemake.config["datasets"][snakemake.wildcards.dataset]
+    evaluation = {**snakemake.config.get("evaluation", {}), **dataset.get("evaluation", {})}  # the dataset's overrides win
+    for_inference = inference_metadata(
+        frames=dataset.get("frames", {}),
+        eval_stride_frames=evaluation.get("eval_stride_frames", 1),
+        # lvu: the split files hold the final targets; task["target"] says how they derive from the raw columns
+        target=task.get("target") or {"label_column": task["label_column"], "label_transform": task.get("label_transform")},
+    )
     try:
         train_kwargs = dict(
             run_name=snakemake.params.run,
@@ -76,7 +69,7 @@ def main():
             settings=settings,
             outputs=outputs,
             extra_metadata={"model_config_name": snakemake.wildcards.model, "dataset": snakemake.wildcards.dataset,
-                            "task_name": snakemake.wildcards.task, **inference_metadata(task)},
+                            "task_name": snakemake.wildcards.task, **for_inference},
         )
         if n_processes > 1:
             from vis4mer.distributed import train_with_torchrun
