@@ -52,7 +52,7 @@ def main(spec_path: str) -> None:
                                       state_dir=(out / ".resume") if spec.get("resume", True) else None),
     )
     if spec.get("nproc", 1) > 1:
-        from vis4mer.distributed import train_with_torchrun
+        from vis4mer.launch import train_with_torchrun
 
         result = train_with_torchrun(spec["nproc"], **kwargs)
     else:

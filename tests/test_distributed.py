@@ -1,4 +1,4 @@
-"""Multi-process training (vis4mer.distributed): DDP under torchrun, gloo on CPU, 2 processes.
+"""Multi-process training (vis4mer.distributed, vis4mer.launch): DDP under torchrun, gloo on CPU, 2 processes.
 
 The design claim tested: K processes on batch_size/K clips each of the same global batches
 give the single-process run's numbers, up to floating-point summation order.
@@ -14,7 +14,8 @@ import pytest
 import torch
 
 from _synthetic_features import separable_dataset
-from vis4mer.distributed import DistContext, ShardedBatchSampler, WeightedItems, train_with_torchrun
+from vis4mer.distributed import DistContext, ShardedBatchSampler, WeightedItems
+from vis4mer.launch import train_with_torchrun
 from vis4mer.checkpoint import load_model
 from vis4mer.training import ModelSpec, TrainOutputs, TrainSettings, read_log_csv, train_model
 

@@ -25,7 +25,7 @@ states, best-so-far); with ``TrainOutputs.state_dir`` a killed run continues fro
 last finished epoch and ends as an uninterrupted run would (:mod:`vis4mer.resume`).
 
 Several processes: inside an initialised ``torch.distributed`` process group (torchrun,
-:func:`vis4mer.distributed.train_with_torchrun`) the run is DistributedDataParallel over
+:func:`vis4mer.launch.train_with_torchrun`) the run is DistributedDataParallel over
 the group, with the single-process result (:mod:`vis4mer.distributed`).
 """
 

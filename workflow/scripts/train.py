@@ -2,7 +2,7 @@
 
 GPUs: the job's `gpu` resource (config training.gpus_per_run) is K. K <= 1 trains in this
 process on its leased GPU (or the CPU). K > 1 trains with DistributedDataParallel, one
-process per leased GPU, under torchrun (vis4mer.distributed.train_with_torchrun: NCCL on
+process per leased GPU, under torchrun (vis4mer.launch.train_with_torchrun: NCCL on
 GPUs, gloo on CPU); rank 0 writes the same outputs. The lease's locks are passed to
 torchrun, so the GPUs stay leased while any of its processes lives.
 
@@ -72,7 +72,7 @@ def main():
                             "task_name": snakemake.wildcards.task, **for_inference},
         )
         if n_processes > 1:
-            from vis4mer.distributed import train_with_torchrun
+            from vis4mer.launch import train_with_torchrun
 
             lease = _common.LEASE
             train_with_torchrun(
