@@ -17,7 +17,8 @@ from _synthetic_features import separable_dataset
 from vis4mer.distributed import DistContext, ShardedBatchSampler, WeightedItems
 from vis4mer.launch import train_with_torchrun
 from vis4mer.checkpoint import load_model
-from vis4mer.training import ModelSpec, TrainOutputs, TrainSettings, read_log_csv, train_model
+from vis4mer.train_log import read_log_csv
+from vis4mer.training import ModelSpec, TrainOutputs, TrainSettings, train_model
 
 torch_dist = pytest.importorskip("torch.distributed")
 

@@ -19,7 +19,7 @@ import torch
 
 from _synthetic_features import separable_dataset
 from vis4mer import resume
-from vis4mer.training import read_log_csv
+from vis4mer.train_log import read_log_csv
 
 RUNNER = Path(__file__).resolve().parent / "_train_runner.py"
 EPOCHS = 6

@@ -12,15 +12,8 @@ from torch import nn
 from _synthetic_features import LABEL_NAMES, separable_dataset
 from vis4mer.checkpoint import load_model
 from vis4mer.evaluation import evaluate_checkpoint
-from vis4mer.training import (
-    LOG_COLUMNS,
-    ModelSpec,
-    NonFiniteLossError,
-    TrainOutputs,
-    TrainSettings,
-    read_log_csv,
-    train_model,
-)
+from vis4mer.train_log import LOG_COLUMNS, read_log_csv
+from vis4mer.training import ModelSpec, NonFiniteLossError, TrainOutputs, TrainSettings, train_model
 
 
 def outputs_in(directory) -> TrainOutputs:

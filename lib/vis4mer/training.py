@@ -31,8 +31,6 @@ the group, with the single-process result (:mod:`vis4mer.distributed`).
 
 from __future__ import annotations
 
-import csv
-import io
 import logging
 import math
 import random
@@ -57,10 +55,10 @@ from vis4mer.evaluation import metric_for, predict_videos, score, video_loss
 from vis4mer.model import build_model
 from vis4mer.optim import build_optimizer
 from vis4mer.sources.splits import SplitRow
+from vis4mer.train_log import write_log_csv
 
 logger = logging.getLogger("vis4mer.training")
 
-LOG_COLUMNS = ("epoch", "train_loss", "val_metric", "val_loss", "lr", "n_nonfinite_skipped", "n_padded", "seconds")
 
 
 class NonFiniteLossError(RuntimeError):
@@ -417,20 +415,4 @@ def _better(candidate: tuple[float, float], best: tuple[float, float], mode: str
 def _fmt(loss: torch.Tensor) -> str:
     value = float(loss.detach())
     return f"loss {value}" if not math.isfinite(value) else "gradient norm not finite"
-
-
-def write_log_csv(log: Sequence[dict[str, Any]], path) -> None:
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=LOG_COLUMNS, lineterminator="\n")
-    writer.writeheader()
-    for row in log:
-        writer.writerow({key: row[key] for key in LOG_COLUMNS})
-    atomic.write_text(path, buffer.getvalue())
-
-
-def read_log_csv(path) -> list[dict[str, Any]]:
-    with open(path, newline="") as handle:
-        rows = list(csv.DictReader(handle))
-    ints = {"epoch", "n_nonfinite_skipped", "n_padded"}
-    return [{k: int(v) if k in ints else float(v) for k, v in row.items()} for row in rows]
 
