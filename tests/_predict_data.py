@@ -65,7 +65,7 @@ def _build(root: Path) -> TinyRun:
     from vis4mer.features import extract_features_to_shard
     from vis4mer.frames import decode_videos_to_shard
     from vis4mer.sources.splits import SplitRow, read_split_csv
-    from vis4mer.training import ModelSpec, TrainOutputs, TrainSettings, train_model
+    from vis4mer.training import ModelSpec, RunOptions, TrainOutputs, TrainSettings, train_model
 
     generate_demo_dataset(
         root / "data", n_videos=6, seed=3, size=SIZE, fps=2.0, min_seconds=6, max_seconds=11,
@@ -76,7 +76,7 @@ def _build(root: Path) -> TinyRun:
     shard = root / "features.h5"
     extract_features_to_shard(root / "frames.h5", shard, "vit_tiny_patch16_224", None, batch_size=8, device="cpu", img_size=SIZE, seed=0)
     rows = {split: read_split_csv(root / "data" / "splits" / "order" / f"{split}.csv", "youtube_id", "class_id") for split in ("train", "val", "test")}
-    settings = TrainSettings(window_frames=WINDOW, tokens="all", batch_size=2, epochs=1, val_stride_frames=2, progress=False, device="cpu")
+    settings = TrainSettings(window_frames=WINDOW, tokens="all", batch_size=2, epochs=1, val_stride_frames=2)
 
     def train(name, arch, task_type, task_rows, metadata, **kwargs):
         out = root / name
@@ -84,6 +84,7 @@ def _build(root: Path) -> TinyRun:
             run_name=f"tiny/{name}", task_type=task_type, feature_shards=[shard], train_rows=task_rows["train"],
             val_rows=task_rows["val"], label_rows=[task_rows["test"]],
             model_spec=ModelSpec(arch, d_model=8, n_layers=2, dropout=0.0, kwargs=kwargs), settings=settings,
+            options=RunOptions(device="cpu", progress=False),
             outputs=TrainOutputs(out / "best.pt", out / "last.pt", out / "log.csv", out / "curve.png"),
             extra_metadata=metadata,
         )

@@ -46,8 +46,9 @@ def main(spec_path: str) -> None:
         model_spec=training.ModelSpec(arch="vis4mer", d_model=16, n_layers=2, dropout=spec.get("dropout", 0.1)),
         settings=training.TrainSettings(
             window_frames=6, tokens="all", batch_size=3, epochs=spec["epochs"], lr=1e-2, lr_patience=1, seed=3,
-            device="cpu", progress=False, eval_batch_size=8, val_every_epochs=spec.get("val_every_epochs", 1),
+            val_every_epochs=spec.get("val_every_epochs", 1),
         ),
+        options=training.RunOptions(device="cpu", progress=False, eval_batch_size=8),
         outputs=training.TrainOutputs(out / "best.pt", out / "last.pt", out / "train_log.csv", out / "train_curve.png",
                                       state_dir=(out / ".resume") if spec.get("resume", True) else None),
     )

@@ -31,7 +31,7 @@ def _metadata(**overrides):
         run_name="toy/task/meanpool", arch="meanpool", model_kwargs=KWARGS, task_type="classification",
         label_names=["a", "b", "c"], metric="accuracy", mode="max",
         features={"backbone": "synthetic", "weights": "random-seed0", "n_tokens": 2, "dim": 4},
-        window_frames=3, tokens="all", training={"lr": 0.001, "seed": 0},
+        window_frames=3, tokens="all", training={"lr": 0.001, "seed": 0}, run_options={"device": "cpu"},
         extra={"dataset": "toy", **inference_metadata(frames={"fps": 1.0, "size": 32, "decoder": "decord"},
                                                        eval_stride_frames=2, target={"label_column": "class_id"})},
     )

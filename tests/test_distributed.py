@@ -18,7 +18,7 @@ from vis4mer.distributed import DistContext, ShardedBatchSampler, WeightedItems
 from vis4mer.launch import train_with_torchrun
 from vis4mer.checkpoint import load_model
 from vis4mer.train_log import read_log_csv
-from vis4mer.training import ModelSpec, TrainOutputs, TrainSettings, train_model
+from vis4mer.training import ModelSpec, RunOptions, TrainOutputs, TrainSettings, train_model
 
 torch_dist = pytest.importorskip("torch.distributed")
 
@@ -32,7 +32,8 @@ def _kwargs(tmp_path, shards, splits, name, batch_size, epochs=3, task_type="cla
         train_rows=rows["train"], val_rows=rows["val"], label_rows=[rows["test"]] if task_type == "classification" else [],
         model_spec=ModelSpec(arch="vis4mer", d_model=16, n_layers=2, dropout=0.0),
         settings=TrainSettings(window_frames=6, tokens="all", batch_size=batch_size, epochs=epochs, lr=1e-2, lr_patience=0,
-                               lr_factor=0.5, seed=0, device="cpu", progress=False, eval_batch_size=8),
+                               lr_factor=0.5, seed=0),
+        options=RunOptions(device="cpu", progress=False, eval_batch_size=8),
         outputs=TrainOutputs(run / "best.pt", run / "last.pt", run / "train_log.csv", run / "train_curve.png"),
     )
 

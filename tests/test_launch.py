@@ -6,7 +6,7 @@ import pytest
 
 from vis4mer.launch import read_spec, write_spec
 from vis4mer.sources.splits import SplitRow
-from vis4mer.training import ModelSpec, TrainOutputs, TrainSettings
+from vis4mer.training import ModelSpec, RunOptions, TrainOutputs, TrainSettings
 
 
 def _kwargs(tmp_path, **overrides):
@@ -16,6 +16,7 @@ def _kwargs(tmp_path, **overrides):
         label_rows=[[SplitRow("d", 2, "other")]],
         model_spec=ModelSpec("vis4mer", d_model=8, n_layers=2, dropout=0.1, kwargs={"d_state": 4}),
         settings=TrainSettings(window_frames=6, batch_size=3, epochs=2, seed=5),
+        options=RunOptions(device="cpu", num_workers=2, eval_batch_size=4, progress=False),
         outputs=TrainOutputs(tmp_path / "best.pt", tmp_path / "last.pt", tmp_path / "log.csv", tmp_path / "curve.png",
                              state_dir=tmp_path / ".resume"),
         extra_metadata={"dataset": "toy", "frames": {"fps": 1.0}},

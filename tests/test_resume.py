@@ -169,6 +169,31 @@ def test_rng_state_round_trip():
     assert (random.random(), float(np.random.rand()), float(torch.rand(()))) == expected
 
 
+def test_run_options_and_versions_are_not_part_of_the_identity(tmp_path):
+    shards, splits, _ = separable_dataset(tmp_path)
+    metadata = {"format": "vis4mer-checkpoint-1", "training": {"lr": 0.01, "seed": 3}, "run_options": {"device": "cpu"},
+                "versions": {"torch": "2.13.0"}}
+    identity = resume.fingerprint(metadata, shards, splits["train"], splits["val"])
+    same = {**metadata, "run_options": {"device": "cuda", "num_workers": 4}, "versions": {"torch": "2.14.0"}}
+    assert resume.fingerprint(same, shards, splits["train"], splits["val"]) == identity
+    other = {**metadata, "training": {"lr": 0.02, "seed": 3}}
+    assert resume.fingerprint(other, shards, splits["train"], splits["val"]) != identity
+    assert resume.fingerprint(metadata, shards, splits["train"][1:], splits["val"]) != identity
+
+
+def test_run_state_round_trips_through_a_checkpoint():
+    state = resume.RunState("abc", best_epoch=2, best_val_metric=0.5, consecutive_nonfinite=1,
+                            generator=torch.Generator().manual_seed(1).get_state(), rng=[resume.rng_state()], world_size=1)
+    saved = state.to_checkpoint()
+    assert saved["best_val_loss"] is None  # NaN: no loss yet, as a checkpoint-safe value
+    assert list(saved) == ["fingerprint", "best_epoch", "best_val_metric", "best_val_loss", "consecutive_nonfinite",
+                           "generator", "rng", "world_size"]
+    back = resume.RunState.from_checkpoint(saved)
+    assert (back.fingerprint, back.best_epoch, back.best_val_metric, back.consecutive_nonfinite) == ("abc", 2, 0.5, 1)
+    assert back.best_val_loss != back.best_val_loss and torch.equal(back.generator, state.generator)
+    assert back.rank_rng(0, 1) is state.rng[0] and back.rank_rng(1, 2) is state.rng[0]  # another world size: rank 0's
+
+
 # ----------------------------------------------------------------------------- the workflow
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import math
+from dataclasses import replace
 
 import pytest
 import torch
@@ -13,7 +14,9 @@ from _synthetic_features import LABEL_NAMES, separable_dataset
 from vis4mer.checkpoint import load_model
 from vis4mer.evaluation import evaluate_checkpoint
 from vis4mer.train_log import LOG_COLUMNS, read_log_csv
-from vis4mer.training import ModelSpec, NonFiniteLossError, TrainOutputs, TrainSettings, train_model
+from vis4mer.training import ModelSpec, NonFiniteLossError, RunOptions, TrainOutputs, TrainSettings, train_model
+
+OPTIONS = RunOptions(device="cpu", progress=False, eval_batch_size=8)
 
 
 def outputs_in(directory) -> TrainOutputs:
@@ -22,7 +25,7 @@ def outputs_in(directory) -> TrainOutputs:
 
 def settings(**overrides) -> TrainSettings:
     values = dict(window_frames=6, tokens="all", batch_size=4, epochs=3, lr=1e-2, lr_patience=5, seed=0,
-                  device="cpu", progress=False, eval_batch_size=8, max_consecutive_nonfinite=3)
+                  max_consecutive_nonfinite=3)
     values.update(overrides)
     return TrainSettings(**values)
 
@@ -34,7 +37,7 @@ def test_tiny_run_writes_checkpoints_log_and_curve(tmp_path, arch):
     result = train_model(
         run_name=f"toy/sign/{arch}", task_type="classification", feature_shards=shards,
         train_rows=splits["train"], val_rows=splits["val"], label_rows=[splits["test"]],
-        model_spec=ModelSpec(arch=arch, d_model=16, n_layers=2, dropout=0.0), settings=settings(), outputs=out,
+        model_spec=ModelSpec(arch=arch, d_model=16, n_layers=2, dropout=0.0), settings=settings(), outputs=out, options=OPTIONS,
     )
     for path in (out.best, out.last, out.log, out.curve):
         assert path.exists() and path.stat().st_size > 0
@@ -82,7 +85,7 @@ def test_regression_run_uses_mse_and_min_mode(tmp_path):
     result = train_model(
         run_name="toy/value/meanpool", task_type="regression", feature_shards=shards,
         train_rows=regress["train"], val_rows=regress["val"],
-        model_spec=ModelSpec(arch="meanpool", d_model=16, n_layers=1), settings=settings(epochs=4), outputs=out,
+        model_spec=ModelSpec(arch="meanpool", d_model=16, n_layers=1), settings=settings(epochs=4), outputs=out, options=OPTIONS,
     )
     _, checkpoint = load_model(out.best)
     assert checkpoint["task"]["metric"] == "mse" and checkpoint["task"]["mode"] == "min"
@@ -97,7 +100,7 @@ def test_validation_every_n_epochs_and_after_the_last(tmp_path):
     result = train_model(
         run_name="toy/sign/meanpool", task_type="classification", feature_shards=shards,
         train_rows=splits["train"], val_rows=splits["val"], model_spec=ModelSpec(arch="meanpool", d_model=8, n_layers=1),
-        settings=settings(epochs=5, val_every_epochs=2, num_workers=2), outputs=out,
+        settings=settings(epochs=5, val_every_epochs=2), outputs=out, options=replace(OPTIONS, num_workers=2),
     )
     log = read_log_csv(out.log)
     validated = [row["epoch"] for row in log if not math.isnan(row["val_metric"])]
@@ -114,7 +117,7 @@ def test_training_is_reproducible_with_a_seed(tmp_path):
         train_model(
             run_name="toy/sign/meanpool", task_type="classification", feature_shards=shards,
             train_rows=splits["train"], val_rows=splits["val"],
-            model_spec=ModelSpec(arch="meanpool", d_model=8, n_layers=1), settings=settings(epochs=2), outputs=out,
+            model_spec=ModelSpec(arch="meanpool", d_model=8, n_layers=1), settings=settings(epochs=2), outputs=out, options=OPTIONS,
         )
         logs.append([(r["train_loss"], r["val_metric"]) for r in read_log_csv(out.log)])
     assert logs[0] == logs[1]
@@ -152,7 +155,7 @@ def test_nonfinite_steps_are_skipped_and_counted(tmp_path):
     train_model(
         run_name="toy/sign/nan", task_type="classification", feature_shards=shards,
         train_rows=splits["train"], val_rows=splits["val"],
-        model_spec=ModelSpec(arch="nan", d_model=8, n_layers=1), settings=settings(epochs=2), outputs=out,
+        model_spec=ModelSpec(arch="nan", d_model=8, n_layers=1), settings=settings(epochs=2), outputs=out, options=OPTIONS,
         model_factory=nan_factory(good_calls=2),
     )
     log = read_log_csv(out.log)
@@ -171,7 +174,7 @@ def test_too_many_consecutive_nonfinite_steps_stop_the_run(tmp_path):
             run_name="toy/sign/nan", task_type="classification", feature_shards=shards,
             train_rows=splits["train"], val_rows=splits["val"],
             model_spec=ModelSpec(arch="nan", d_model=8, n_layers=1),
-            settings=settings(epochs=5, max_consecutive_nonfinite=3), outputs=out,
+            settings=settings(epochs=5, max_consecutive_nonfinite=3), outputs=out, options=OPTIONS,
             model_factory=nan_factory(good_calls=2),
         )
     message = str(error.value)
@@ -192,7 +195,7 @@ def test_run_without_usable_rows_fails_clearly(tmp_path):
         train_model(
             run_name="toy/sign/meanpool", task_type="classification", feature_shards=shards,
             train_rows=ghost, val_rows=splits["val"],
-            model_spec=ModelSpec(arch="meanpool", d_model=8, n_layers=1), settings=settings(), outputs=outputs_in(tmp_path),
+            model_spec=ModelSpec(arch="meanpool", d_model=8, n_layers=1), settings=settings(), outputs=outputs_in(tmp_path), options=OPTIONS,
         )
 
 

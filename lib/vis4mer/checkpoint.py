@@ -6,7 +6,8 @@ so it loads with ``torch.load(weights_only=True)``:
 
 * the run's metadata (:func:`build_metadata`): ``format``, ``run``, ``model`` (arch, kwargs),
   ``task`` (type, label_names, metric, mode), ``features`` (the shards' attrs, n_tokens, dim),
-  ``window_frames``, ``tokens``, ``training`` (its settings), ``versions``, and what the caller adds: the
+  ``window_frames``, ``tokens``, ``training`` (the hyper-parameters), ``run_options`` (device,
+  workers, ...: how it ran, not what it computed), ``versions``, and what the caller adds: the
   workflow adds the dataset and task names and :func:`inference_metadata`, which
   ``vis4mer predict`` reads (see :class:`vis4mer.predict.InferenceSpec`);
 * one epoch's model (:func:`epoch_checkpoint`, the content of ``best.pt``): ``epoch``,
@@ -73,12 +74,14 @@ def build_metadata(
     window_frames: int,
     tokens: str,
     training: dict[str, Any],
+    run_options: dict[str, Any],
     extra: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The metadata every checkpoint of a run carries (see the module doc), checked plain.
 
     `features`: the feature shards' attrs with ``n_tokens`` and ``dim``; `training`: the
-    training settings; `extra`: the caller's own fields.
+    hyper-parameters (``vis4mer.training.TrainSettings``); `run_options`: how the run is
+    executed (``vis4mer.training.RunOptions``); `extra`: the caller's own fields.
     """
     metadata = {
         "format": FORMAT,
@@ -89,6 +92,7 @@ def build_metadata(
         "window_frames": window_frames,
         "tokens": tokens,
         "training": training,
+        "run_options": run_options,
         "versions": {"torch": str(torch.__version__), "vis4mer": version()},
     }
     metadata.update(extra or {})

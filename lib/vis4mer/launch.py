@@ -27,7 +27,7 @@ import torch.distributed as dist
 
 from vis4mer.distributed import DistContext
 from vis4mer.sources.splits import SplitRow
-from vis4mer.training import ModelSpec, NonFiniteLossError, TrainOutputs, TrainResult, TrainSettings, train_model
+from vis4mer.training import ModelSpec, NonFiniteLossError, RunOptions, TrainOutputs, TrainResult, TrainSettings, train_model
 
 logger = logging.getLogger("vis4mer.launch")
 
@@ -47,6 +47,7 @@ def _row_from_json(item) -> SplitRow:
 def write_spec(path: Path, **train_kwargs) -> Path:
     """The keyword arguments of :func:`vis4mer.training.train_model` as JSON for the workers."""
     outputs, settings, model_spec = train_kwargs.pop("outputs"), train_kwargs.pop("settings"), train_kwargs.pop("model_spec")
+    options = train_kwargs.pop("options", None) or RunOptions()
     if train_kwargs.get("model_factory") is not None:
         raise ValueError("a custom model_factory cannot be passed to torchrun workers")
     train_kwargs.pop("model_factory", None)
@@ -58,6 +59,7 @@ def write_spec(path: Path, **train_kwargs) -> Path:
         "label_rows": [[_row_to_json(r) for r in rows] for rows in train_kwargs.get("label_rows", ())],
         "outputs": {k: (None if v is None else str(v)) for k, v in vars(outputs).items()},
         "settings": asdict(settings),
+        "options": asdict(options),
         "model_spec": asdict(model_spec),
     }
     path = Path(path)
@@ -73,6 +75,7 @@ def read_spec(path) -> dict[str, Any]:
     spec["label_rows"] = [[_row_from_json(r) for r in rows] for rows in spec["label_rows"]]
     spec["outputs"] = TrainOutputs(**spec["outputs"])
     spec["settings"] = TrainSettings.from_dict(spec["settings"])
+    spec["options"] = RunOptions(**spec["options"])
     spec["model_spec"] = ModelSpec(**spec["model_spec"])
     return spec
 
@@ -133,7 +136,7 @@ def worker_main(argv: Sequence[str]) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     local_rank = int(os.environ.get("LOCAL_RANK", 0))
     spec = read_spec(spec_path)
-    use_nccl = spec["settings"].device != "cpu" and torch.cuda.is_available()
+    use_nccl = spec["options"].device != "cpu" and torch.cuda.is_available()
     if use_nccl:
         torch.cuda.set_device(local_rank)
     dist.init_process_group("nccl" if use_nccl else "gloo", timeout=COLLECTIVE_TIMEOUT)
@@ -141,7 +144,7 @@ def worker_main(argv: Sequence[str]) -> int:
     torch.set_num_threads(int(os.environ.get("VIS4MER_THREADS_PER_RANK", "1")))
     if not ctx.is_main:  # one copy of the run's log, from rank 0
         logging.getLogger("vis4mer").setLevel(logging.WARNING)
-        spec["settings"].progress = False
+        spec["options"].progress = False
     try:
         result = train_model(**spec)
         if ctx.is_main:

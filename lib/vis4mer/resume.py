@@ -1,9 +1,10 @@
 """Resume state of a training run: continue after a kill exactly where the last epoch ended.
 
 After every epoch :func:`vis4mer.training.train_model` writes ``last.pt`` with everything
-the next epoch depends on: model, optimizer, scheduler, the train log, best-so-far (metric,
-loss, epoch), the non-finite streak, and the random states (Python, NumPy, torch CPU and
-CUDA of every rank, and the generator that orders the training clips). With a state
+the next epoch depends on: model, optimizer, scheduler, the train log, and a
+:class:`RunState` (best-so-far metric, loss and epoch, the non-finite streak, and the random
+states: Python, NumPy, torch CPU and CUDA of every rank, and the generator that orders the
+training clips). With a state
 directory (``TrainOutputs.state_dir``), the same file is also linked there as
 ``state.pt``, and the best checkpoint as ``best-e<epoch>.pt``. The state directory is
 not an output of the Snakemake rule, so a failed or killed job's outputs may be deleted
@@ -18,8 +19,8 @@ in progress is repeated).
 
 A state is used only for the same run: its fingerprint covers the model, task, features
 (each shard's name, size and modification time), the train and validation rows and the
-training settings (not the speed-only ones: device, workers, evaluation batch size,
-progress). A mismatch starts from scratch, with a log line saying so. A completed run
+training settings (the hyper-parameters; not the run options, ``vis4mer.training.RunOptions``:
+device, workers, evaluation batch size, progress). A mismatch starts from scratch, with a log line saying so. A completed run
 removes its state, so forcing a re-run (``--forcerun train``) trains from scratch.
 """
 
@@ -28,8 +29,11 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import os
 import random
+import typing
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -37,12 +41,42 @@ import numpy as np
 import torch
 
 from vis4mer.atomic import link_or_copy
+from vis4mer.checkpoint import float_or_nan, plain_float
 
 logger = logging.getLogger("vis4mer.training")
 
 STATE_FILE = "state.pt"
 BEST_PREFIX = "best-e"
-RUNTIME_ONLY_SETTINGS = ("device", "num_workers", "eval_batch_size", "progress")
+# checkpoint metadata that is not part of a run's identity: how it ran, not what it computes
+NOT_IDENTITY = ("versions", "run_options")
+
+
+@dataclass
+class RunState:
+    """What a run continues from besides the model, optimizer, scheduler and train log:
+    ``last.pt``'s ``resume`` (:meth:`to_checkpoint`, :meth:`from_checkpoint`)."""
+
+    fingerprint: str  # the run's identity (:func:`fingerprint`)
+    best_epoch: int = 0  # 0: no best checkpoint yet
+    best_val_metric: float = math.nan
+    best_val_loss: float = math.nan
+    consecutive_nonfinite: int = 0  # skipped steps in a row (the non-finite guard)
+    generator: torch.Tensor | None = None  # state of the generator that orders the training clips
+    rng: list[dict[str, Any]] = field(default_factory=list)  # every rank's rng_state(), in rank order
+    world_size: int = 1
+
+    def to_checkpoint(self) -> dict[str, Any]:
+        """Checkpoint-safe values (NaN floats as None)."""
+        return {f.name: plain_float(value) if isinstance(value := getattr(self, f.name), float) else value for f in fields(self)}
+
+    @classmethod
+    def from_checkpoint(cls, saved: dict[str, Any]) -> RunState:
+        floats = {name for name, kind in typing.get_type_hints(cls).items() if kind is float}
+        return cls(**{f.name: float_or_nan(saved[f.name]) if f.name in floats else saved[f.name] for f in fields(cls)})
+
+    def rank_rng(self, rank: int, world_size: int) -> dict[str, Any]:
+        """The random states for `rank`: its own when the run had as many ranks, else rank 0's."""
+        return self.rng[rank] if len(self.rng) == world_size else self.rng[0]
 
 
 # --------------------------------------------------------------------------- random states
@@ -84,8 +118,7 @@ def set_rng_state(state: dict[str, Any], device: torch.device | str | None = Non
 
 def fingerprint(metadata: dict[str, Any], feature_shards: Sequence, train_rows: Sequence, val_rows: Sequence) -> str:
     """What makes two runs the same run (see the module doc)."""
-    meta = {k: v for k, v in metadata.items() if k != "versions"}
-    meta["training"] = {k: v for k, v in meta.get("training", {}).items() if k not in RUNTIME_ONLY_SETTINGS}
+    meta = {k: v for k, v in metadata.items() if k not in NOT_IDENTITY}
     shards = []
     for path in feature_shards:
         stat = os.stat(path)
@@ -124,8 +157,8 @@ def record_state(state_dir: Path | None, last_path: Path, best_epoch: int) -> No
             path.unlink(missing_ok=True)
 
 
-def load_state(state_dir: Path | None, expected_fingerprint: str) -> dict[str, Any] | None:
-    """The saved state of this run, or None (no state, another run's, or unreadable)."""
+def load_state(state_dir: Path | None, expected_fingerprint: str) -> tuple[dict[str, Any], RunState] | None:
+    """(the saved ``last.pt`` of this run, its RunState), or None (no state, another run's, or unreadable)."""
     if state_dir is None:
         return None
     path = Path(state_dir) / STATE_FILE
@@ -133,28 +166,27 @@ def load_state(state_dir: Path | None, expected_fingerprint: str) -> dict[str, A
         return None
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
+        run_state = RunState.from_checkpoint(state["resume"])
     except Exception as error:  # noqa: BLE001 - a damaged state is no reason to fail the run
         logger.warning("resume: %s is unreadable (%s: %s); training from scratch", path, type(error).__name__, error)
         return None
-    resume = state.get("resume") or {}
-    if resume.get("fingerprint") != expected_fingerprint:
+    if run_state.fingerprint != expected_fingerprint:
         logger.warning(
             "resume: %s belongs to another run (settings, features or splits changed); training from scratch", path
         )
         return None
-    best = resume.get("best_epoch") or 0
+    best = run_state.best_epoch
     if best and not (Path(state_dir) / best_name(best)).exists():
         logger.warning("resume: %s names best checkpoint %s, which is missing; training from scratch", path, best_name(best))
         return None
-    return state
+    return state, run_state
 
 
-def restore_outputs(state_dir: Path, state: dict[str, Any], best_path: Path, last_path: Path) -> None:
+def restore_outputs(state_dir: Path, best_epoch: int, best_path: Path, last_path: Path) -> None:
     """Put the state's checkpoints back at the output paths (a re-run may have deleted them,
     or a kill may have left a best checkpoint newer than the state: it is replaced)."""
-    best = state["resume"].get("best_epoch") or 0
-    if best:
-        link_or_copy(Path(state_dir) / best_name(best), best_path)
+    if best_epoch:
+        link_or_copy(Path(state_dir) / best_name(best_epoch), best_path)
     else:
         Path(best_path).unlink(missing_ok=True)
     link_or_copy(Path(state_dir) / STATE_FILE, last_path)

@@ -37,6 +37,7 @@ except ImportError:  # snakemake runs from an environment without the package: u
 
 from vis4mer.shards import is_complete, shard_groups
 from vis4mer.sources.splits import read_split_csv
+from vis4mer.training import LAUNCH_SETTINGS as NOT_PARAMS_TRAINING  # training keys that do not change the result
 
 validate(config, schema="../schemas/config.schema.yaml")
 
@@ -136,10 +137,6 @@ def model_config(model):
         "dropout": spec["dropout"],
         "kwargs": dict(spec["kwargs"]),
     }
-
-
-# training keys that do not change the result (read by the train script from the config)
-NOT_PARAMS_TRAINING = ("gpus_per_run",)
 
 
 def training_config(wildcards=None):

@@ -25,20 +25,14 @@ def main():
     from vis4mer.checkpoint import inference_metadata
     from vis4mer.labels import read_task_rows
     from vis4mer.sources import class_rows
-    from vis4mer.training import ModelSpec, NonFiniteLossError, TrainOutputs, TrainSettings, train_model
+    from vis4mer.training import ModelSpec, NonFiniteLossError, RunOptions, TrainOutputs, TrainSettings, train_model
 
     set_threads(snakemake.threads)
     task = snakemake.params.task
     rt = runtime(snakemake)
-    settings = TrainSettings.from_dict(
-        {
-            # gpus_per_run decides the process count (the gpu resource), not the result
-            **{key: value for key, value in snakemake.params.training.items() if key != "gpus_per_run"},
-            "device": rt["device"],
-            "num_workers": rt["num_workers"],
-            "eval_batch_size": rt["eval_batch_size"],
-            "progress": rt["progress"],
-        }
+    settings = TrainSettings.from_dict(snakemake.params.training)  # training_config: all but LAUNCH_SETTINGS
+    options = RunOptions(
+        device=rt["device"], num_workers=rt["num_workers"], eval_batch_size=rt["eval_batch_size"], progress=rt["progress"]
     )
     rows = {
         split: read_task_rows(getattr(snakemake.input, split), task["id_column"], task["label_column"], task["label_transform"])
@@ -67,6 +61,7 @@ def main():
             label_rows=[rows["test"], class_rows(task.get("label_names") or [])],
             model_spec=ModelSpec(**snakemake.params.model),
             settings=settings,
+            options=options,
             outputs=outputs,
             extra_metadata={"model_config_name": snakemake.wildcards.model, "dataset": snakemake.wildcards.dataset,
                             "task_name": snakemake.wildcards.task, **for_inference},
