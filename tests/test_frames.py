@@ -5,7 +5,15 @@ import math
 import numpy as np
 import pytest
 
-from vis4mer.frames import decode_videos_to_shard, resize_and_crop, sample_indices
+from vis4mer.frames import (
+    CHUNK_FRAMES,
+    decode_video,
+    decode_videos_to_shard,
+    iter_video_chunks,
+    resize_and_crop,
+    sample_indices,
+    video_file_problem,
+)
 from _video import grey_frames
 from _video import write_video as write_h264
 from vis4mer.shards import open_shard, read_manifest
@@ -77,6 +85,27 @@ def test_bad_files_are_skipped_with_a_message(videos, tmp_path, decoder):
         assert message in manifest[video_id]["message"] and str(videos[video_id]) in manifest[video_id]["message"]
     with open_shard(tmp_path / "frames.h5") as shard:
         assert sorted(shard["videos"]) == sorted(v[0] for v in VIDEOS)
+
+
+@pytest.mark.parametrize("decoder", decoders())
+def test_streaming_decodes_the_same_frames_one_chunk_at_a_time(videos, decoder):
+    path = videos["v_c"]
+    chunks = list(iter_video_chunks(path, fps=8.0, size=16, decoder=decoder))  # 40 frames: more than one chunk
+    assert len(chunks) == 2
+    assert all(len(chunk) <= CHUNK_FRAMES for chunk in chunks)
+    np.testing.assert_array_equal(np.concatenate(chunks), decode_video(path, 8.0, 16, decoder)[0])
+
+
+def test_file_problems_are_found_before_decoding(videos, tmp_path):
+    (tmp_path / "notes.txt").write_text("hello")
+    (tmp_path / "empty.txt").write_bytes(b"")
+    assert video_file_problem(videos["v_a"], by_extension=True) is None
+    assert video_file_problem(videos["missing"]) == f"file not found: {videos['missing']}"
+    assert video_file_problem(tmp_path) == f"not a regular file: {tmp_path}"
+    assert video_file_problem(videos["empty"]) == f"empty file (0 bytes): {videos['empty']}"
+    assert video_file_problem(tmp_path / "notes.txt") is None  # the pipeline's files may have any name
+    assert video_file_problem(tmp_path / "notes.txt", by_extension=True).startswith("unsupported container '.txt'")
+    assert video_file_problem(tmp_path / "empty.txt", by_extension=True).startswith("unsupported container")
 
 
 def test_decoders_give_the_same_pixels(videos, tmp_path):

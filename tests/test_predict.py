@@ -17,6 +17,7 @@ import torch
 from _predict_data import TRANSFORM, tiny_run, write_audio
 from _video import write_video
 from vis4mer.feature_store import FeatureStore
+from vis4mer.frames import VideoError
 from vis4mer.labels import read_task_rows
 from vis4mer.evaluation import predict_videos
 from vis4mer.checkpoint import CheckpointError, load_model
@@ -25,9 +26,7 @@ from vis4mer.predict import (
     InferenceSpec,
     Predictor,
     PredictError,
-    VideoError,
     expand_inputs,
-    iter_frame_chunks,
     raw_from_target,
     target_quantity,
 )
@@ -82,15 +81,6 @@ def test_streaming_final_equals_batch_and_reports_running_predictions(run, class
         assert [u["t"] for u in updates] == [2.0 * i for i in range(1, batch.n_frames // 2 + 1)]
         assert streamed.running == updates
         assert all(math.isclose(sum(u["probabilities"]), 1.0, rel_tol=1e-6) for u in updates)
-
-
-def test_streaming_decodes_the_same_frames_one_chunk_at_a_time(run):
-    from vis4mer.frames import CHUNK_FRAMES, decode_video
-
-    path = run.videos[sorted(run.videos)[0]]
-    chunks = list(iter_frame_chunks(path, fps=4.0, size=32))  # 4 fps: more frames than one chunk
-    assert all(len(chunk) <= CHUNK_FRAMES for chunk in chunks)
-    np.testing.assert_array_equal(np.concatenate(chunks), decode_video(path, 4.0, 32)[0])
 
 
 def test_streaming_refuses_models_without_a_recurrent_mode(run):

@@ -92,7 +92,8 @@ def run_predict(args: argparse.Namespace) -> int:
     import torch
 
     from vis4mer.checkpoint import CheckpointError
-    from vis4mer.predict import PredictError, Predictor, VideoError, expand_inputs
+    from vis4mer.frames import VideoError
+    from vis4mer.predict import PredictError, Predictor, expand_inputs
 
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -37,11 +37,10 @@ from typing import Literal
 
 from vis4mer._logging import logger
 from vis4mer.atomic import link_or_copy, write_json
+from vis4mer.frames import VIDEO_EXTENSIONS
 
 Status = Literal["downloaded", "local", "unavailable", "failed"]
 STATUSES: tuple[Status, ...] = ("downloaded", "local", "unavailable", "failed")
-
-VIDEO_EXTENSIONS = (".mp4", ".mkv", ".webm", ".mov", ".m4v", ".avi", ".flv")
 
 # Features are computed on 224x224 frames sampled at ~1 fps, so <=480p is plenty. H.264
 # decodes everywhere (decord, torchcodec, PyAV); failing that, anything but AV1 (which many

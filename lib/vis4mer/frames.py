@@ -1,4 +1,5 @@
-"""Decode videos at a fixed frame rate into one frames shard (see vis4mer.shards).
+"""Video decoding, in one place: video files checked, decoded whole or streamed chunk by
+chunk at a fixed frame rate, and written as one frames shard (see vis4mer.shards).
 
 Sampling rule: a video of `n` native frames at `native_fps` lasts
 ``duration_s = n / native_fps``; it gives ``T = max(1, floor(duration_s * fps))``
@@ -17,6 +18,11 @@ pixels.
 A missing, empty or undecodable file is recorded in the shard manifest with the
 reason (``ShardWriter.skip``) and the loop goes on with the next video.
 
+Users: the frames stage (:func:`decode_videos_to_shard`), ``vis4mer predict``
+(:func:`check_video_file`, :func:`decode_video`, :func:`iter_video_chunks`), the Video Swin
+features (:class:`VideoReader`, :func:`video_file_problem`) and the downloads
+(:data:`VIDEO_EXTENSIONS`).
+
 Part of a video: a time range [start_s, end_s) (e.g. COIN's annotated span) and/or
 ``keep_last_s`` (keep only the last seconds, e.g. LVU clips whose download starts with a
 preview) restrict the sampling to that part; sample times are then start_s + i / fps.
@@ -27,6 +33,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import torch
@@ -38,6 +45,13 @@ from vis4mer.shards import ShardWriter
 
 DECODERS = ("decord", "torchcodec")
 CHUNK_FRAMES = 32  # frames decoded and resized at a time
+# Video containers, in order of preference where one id may have several files (downloads,
+# mirrors); a directory given to `vis4mer predict` is searched for them.
+VIDEO_EXTENSIONS = (".mp4", ".mkv", ".webm", ".mov", ".m4v", ".avi", ".flv", ".mpg", ".mpeg", ".ts", ".wmv", ".3gp")
+
+
+class VideoError(Exception):
+    """One video cannot be used (missing, empty, not a video, no frames); the others go on."""
 
 
 def time_range(
@@ -89,7 +103,7 @@ def resize_and_crop(frames: np.ndarray, size: int) -> np.ndarray:
     return np.ascontiguousarray(frames[:, top : top + size, left : left + size])
 
 
-def _import_decoder(decoder: str) -> None:
+def import_decoder(decoder: str) -> None:
     """Import the decoder's module up front: a broken install must fail the stage,
     not be recorded as every video being unreadable."""
     if decoder == "decord":
@@ -118,6 +132,37 @@ def _open_torchcodec(path: Path):
 _OPEN = {"decord": _open_decord, "torchcodec": _open_torchcodec}
 
 
+class VideoReader:
+    """An opened video file: its native frame rate and frame count, and frames by index,
+    resized with :func:`resize_and_crop`. Decoder errors are raised as the decoder's own."""
+
+    def __init__(self, path, decoder: str = "decord"):
+        if decoder not in _OPEN:
+            raise ValueError(f"unknown decoder {decoder!r}; choose one of {DECODERS}")
+        self.path, self.decoder = Path(path), decoder
+        self._read, self.native_fps, self.n_native = _OPEN[decoder](self.path)
+        if not self.n_native or not self.native_fps:
+            raise ValueError(f"{decoder} reports {self.n_native} frames at {self.native_fps} fps")
+
+    @property
+    def duration_s(self) -> float:
+        return self.n_native / self.native_fps
+
+    def sample(self, fps: float, start_s=None, end_s=None, keep_last_s=None) -> np.ndarray:
+        """Native frame indices at `fps` over the part of the video :func:`time_range` selects."""
+        start, end = time_range(self.duration_s, start_s, end_s, keep_last_s)
+        return sample_indices(self.n_native, self.native_fps, fps, start, end)
+
+    def read(self, indices, size: int) -> np.ndarray:
+        """uint8 [len(indices), size, size, 3]: the frames at native `indices`, resized and cropped."""
+        return resize_and_crop(self._read(np.asarray(indices, dtype=np.int64).tolist()), size)
+
+    def chunks(self, indices, size: int) -> Iterator[np.ndarray]:
+        """:meth:`read` of `indices`, CHUNK_FRAMES at a time."""
+        for start in range(0, len(indices), CHUNK_FRAMES):
+            yield self.read(indices[start : start + CHUNK_FRAMES], size)
+
+
 def decode_video(
     path,
     fps: float,
@@ -133,27 +178,63 @@ def decode_video(
     Frames are read and resized CHUNK_FRAMES at a time, so a long high-resolution
     video never sits in memory at full resolution.
     """
-    read, native_fps, n_native = _OPEN[decoder](Path(path))
-    if not n_native or not native_fps:
-        raise ValueError(f"{decoder} reports {n_native} frames at {native_fps} fps")
-    start, end = time_range(n_native / native_fps, start_s, end_s, keep_last_s)
-    indices = sample_indices(n_native, native_fps, fps, start, end).tolist()
-    chunks = [
-        resize_and_crop(read(indices[start : start + CHUNK_FRAMES]), size)
-        for start in range(0, len(indices), CHUNK_FRAMES)
-    ]
-    return np.concatenate(chunks), native_fps, n_native
+    video = VideoReader(path, decoder)
+    frames = np.concatenate(list(video.chunks(video.sample(fps, start_s, end_s, keep_last_s), size)))
+    return frames, video.native_fps, video.n_native
 
 
-def _precheck(path: Path) -> str | None:
-    """A reason to skip `path` before handing it to a decoder, or None."""
+def iter_video_chunks(path, fps: float, size: int, decoder: str = "decord") -> Iterator[np.ndarray]:
+    """uint8 ``[<= CHUNK_FRAMES, size, size, 3]`` chunks of a whole video, decoded on demand.
+
+    The frames of :func:`decode_video` (same indices, chunks and resize), never holding
+    more than one chunk; the file is opened at the first ``next()``.
+    """
+    video = VideoReader(path, decoder)
+    yield from video.chunks(video.sample(fps), size)
+
+
+def video_file_problem(path, *, by_extension: bool = False) -> str | None:
+    """Why `path` cannot be a video, found without decoding it, or None.
+
+    Missing, not a regular file, empty (0 bytes); with `by_extension`, also a name whose
+    extension is none of VIDEO_EXTENSIONS (files named by a user; the pipeline's own
+    video files may have any name).
+    """
+    path = Path(path)
     if not path.exists():
         return f"file not found: {path}"
     if not path.is_file():
         return f"not a regular file: {path}"
+    if by_extension and path.suffix.lower() not in VIDEO_EXTENSIONS:
+        return f"unsupported container {path.suffix or '(no extension)'!r}: {path} (supported: {', '.join(VIDEO_EXTENSIONS)})"
     if path.stat().st_size == 0:
         return f"empty file (0 bytes): {path}"
     return None
+
+
+def check_video_file(path) -> None:
+    """Raise VideoError for a file that cannot be a video, before a decoder sees it: the
+    problems of :func:`video_file_problem` (by extension), then an FFmpeg probe (PyAV) that
+    decodes the first frame, so that a file that is no video, has no video stream or no
+    frames gets its own message."""
+    problem = video_file_problem(path, by_extension=True)
+    if problem is not None:
+        raise VideoError(problem)
+    try:
+        import av
+    except ImportError:  # the decoder's own error will have to do
+        return
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.video:
+                kinds = ", ".join(sorted({s.type for s in container.streams})) or "none"
+                raise VideoError(f"no video stream in {path} (streams: {kinds}): the file has no frames")
+            if next(container.decode(video=0), None) is None:
+                raise VideoError(f"no frames in {path}: its video stream is empty")
+    except VideoError:
+        raise
+    except Exception as error:  # av.error.InvalidDataError and friends
+        raise VideoError(f"not a readable video container: {path} (FFmpeg: {type(error).__name__}: {error})") from error
 
 
 def decode_videos_to_shard(
@@ -183,7 +264,7 @@ def decode_videos_to_shard(
         raise ValueError(f"unknown decoder {decoder!r}; choose one of {DECODERS}")
     if overlap := sorted(set(videos) & set(skipped or {})):
         raise ValueError(f"videos {overlap[:5]} are both given and skipped")
-    _import_decoder(decoder)
+    import_decoder(decoder)
     ranges, keep_last_s = ranges or {}, keep_last_s or {}
     attrs = {"fps": fps, "size": size, "decoder": decoder}
     with ShardWriter(out_path, "frames", attrs=attrs) as shard:
@@ -194,7 +275,7 @@ def decode_videos_to_shard(
             path = Path(videos[video_id])
             start_s, end_s = ranges.get(video_id, (None, None))
             partial = video_id in ranges or video_id in keep_last_s
-            reason = _precheck(path)
+            reason = video_file_problem(path)
             if reason is None:
                 try:
                     frames, native_fps, n_native = decode_video(

@@ -11,7 +11,7 @@ softmax or mean through :func:`vis4mer.evaluation.aggregate_windows`).
 
 Batch mode holds one video's frames and features in memory. Streaming mode
 (:class:`vis4mer.streaming.WindowedStream`, ViS4mer only) decodes CHUNK_FRAMES frames at a
-time and advances the recurrent model frame by frame, so memory is bounded by one chunk
+time (:func:`vis4mer.frames.iter_video_chunks`) and advances the recurrent model frame by frame, so memory is bounded by one chunk
 and one window whatever the video's length; its final prediction equals batch mode's.
 
 Classification: the probabilities are the summed per-window softmax divided by the number
@@ -21,7 +21,7 @@ transform the pipeline applied to the split files (:func:`raw_from_target`).
 
 Errors: :class:`vis4mer.checkpoint.CheckpointError` and :class:`PredictError` (e.g.
 :class:`BackboneError`) concern the model (nothing can be predicted: a usage error);
-:class:`VideoError` concerns one video (the others go on).
+:class:`vis4mer.frames.VideoError` concerns one video (the others go on).
 """
 
 from __future__ import annotations
@@ -40,12 +40,11 @@ from tqdm.auto import tqdm
 
 from vis4mer.checkpoint import CheckpointError, read_checkpoint, rebuild_model, required_field
 from vis4mer.devices import resolve_device
+from vis4mer.frames import VIDEO_EXTENSIONS, VideoError, check_video_file, decode_video, iter_video_chunks
 from vis4mer.windows import TOKEN_MODES, select_tokens, window_starts
 from vis4mer.evaluation import predict_videos
 from vis4mer.sources.splits import SplitRow
 
-# Containers looked for when a directory is given, and accepted for files named explicitly.
-VIDEO_EXTENSIONS = ("mp4", "mkv", "webm", "avi", "mov", "m4v", "mpg", "mpeg", "ts", "flv", "wmv", "3gp")
 RANDOM_WEIGHTS = re.compile(r"random-seed(-?\d+)")
 SHA256 = re.compile(r"[0-9a-f]{64}")
 logger = logging.getLogger("vis4mer.predict")
@@ -57,10 +56,6 @@ class PredictError(Exception):
 
 class BackboneError(PredictError):
     """The backbone cannot be rebuilt as it was for training, or gives other features."""
-
-
-class VideoError(Exception):
-    """One video cannot be predicted (missing, unreadable, no frames); the others go on."""
 
 
 # --------------------------------------------------------------------------- checkpoint
@@ -178,62 +173,13 @@ def expand_inputs(inputs: Sequence[str | Path]) -> list[tuple[str, Path | None, 
     for item in inputs:
         path = Path(item)
         if path.is_dir():
-            files = sorted(p for p in path.iterdir() if p.is_file() and p.suffix[1:].lower() in VIDEO_EXTENSIONS)
+            files = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in VIDEO_EXTENSIONS)
             if not files:
-                expanded.append((str(item), None, f"no video files in directory {item} (looked for .{', .'.join(VIDEO_EXTENSIONS)})"))
+                expanded.append((str(item), None, f"no video files in directory {item} (looked for {', '.join(VIDEO_EXTENSIONS)})"))
             expanded.extend((str(p), p, None) for p in files)
         else:
             expanded.append((str(item), path, None))
     return expanded
-
-
-def check_video_file(path: Path) -> None:
-    """Raise VideoError for a path that cannot be a video, before a decoder sees it."""
-    if not path.exists():
-        raise VideoError(f"file not found: {path}")
-    if not path.is_file():
-        raise VideoError(f"not a regular file: {path}")
-    if path.suffix[1:].lower() not in VIDEO_EXTENSIONS:
-        raise VideoError(f"unsupported container {path.suffix or '(no extension)'!r}: {path} (supported: .{', .'.join(VIDEO_EXTENSIONS)})")
-    if path.stat().st_size == 0:
-        raise VideoError(f"empty file (0 bytes): {path}")
-    _probe(path)
-
-
-def _probe(path: Path) -> None:
-    """Open the container with FFmpeg (PyAV) and decode its first video frame, so that a
-    file that is no video, has no video stream or no frames gets its own message."""
-    try:
-        import av
-    except ImportError:  # the decoder's own error will have to do
-        return
-    try:
-        with av.open(str(path)) as container:
-            if not container.streams.video:
-                kinds = ", ".join(sorted({s.type for s in container.streams})) or "none"
-                raise VideoError(f"no video stream in {path} (streams: {kinds}): the file has no frames")
-            if next(container.decode(video=0), None) is None:
-                raise VideoError(f"no frames in {path}: its video stream is empty")
-    except VideoError:
-        raise
-    except Exception as error:  # av.error.InvalidDataError and friends
-        raise VideoError(f"not a readable video container: {path} (FFmpeg: {type(error).__name__}: {error})") from error
-
-
-def iter_frame_chunks(path, fps: float, size: int, decoder: str = "decord") -> Iterator[np.ndarray]:
-    """uint8 ``[<= CHUNK_FRAMES, size, size, 3]`` chunks of a video, decoded on demand.
-
-    The same frames as :func:`vis4mer.frames.decode_video` (same indices, same chunks,
-    same resize), without ever holding more than one chunk.
-    """
-    from vis4mer import frames
-
-    read, native_fps, n_native = frames._OPEN[decoder](Path(path))
-    if not n_native or not native_fps:
-        raise ValueError(f"{decoder} reports {n_native} frames at {native_fps} fps")
-    indices = frames.sample_indices(n_native, native_fps, fps)
-    for start in range(0, len(indices), frames.CHUNK_FRAMES):
-        yield frames.resize_and_crop(read(indices[start : start + frames.CHUNK_FRAMES].tolist()), size)
 
 
 # --------------------------------------------------------------------------- results
@@ -397,8 +343,6 @@ class Predictor:
 
     def predict(self, path) -> VideoPrediction:
         """Batch mode: every window at the stride, as evaluation does. Raises VideoError."""
-        from vis4mer.frames import decode_video
-
         started = time.perf_counter()
         path = Path(path)
         check_video_file(path)
@@ -437,7 +381,7 @@ class Predictor:
         stream = WindowedStream(self.model, spec.window_frames, self.stride, spec.task_type)
         every = max(1, round(every_seconds * spec.fps)) if every_seconds else 0
         running: list[dict[str, Any]] = []
-        chunks = iter_frame_chunks(path, spec.fps, spec.frame_size, spec.decoder)
+        chunks = iter_video_chunks(path, spec.fps, spec.frame_size, spec.decoder)
         with self._frames_bar(str(path), None) as bar:
             for chunk in _decoding(chunks, path, spec.decoder):
                 features = self._encode(chunk, bar)  # float16 [n, tokens, dim]

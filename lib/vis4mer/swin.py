@@ -8,7 +8,7 @@ pre-training) as a frozen clip encoder. Per video:
   seconds become frame indices through the average frame rate, as in vis4mer.frames);
 - at most `max_segments` segments are taken, uniformly over the range (``segment_starts``);
 - each frame: shorter side resized to `size`, centre `size` x `size` crop
-  (``vis4mer.frames.resize_and_crop``), normalised with Video Swin's RGB mean/std;
+  (``vis4mer.frames.VideoReader``, which decodes), normalised with Video Swin's RGB mean/std;
 - the backbone maps a segment [3, 32, size, size] to [C, 16, size/32, size/32]; the time
   axis is averaged, leaving (size/32)^2 spatial tokens of width C. Swin-B at 224 px:
   7 x 7 = 49 tokens x 1024, so 64 test segments give L = 64 x 49 = 3136 tokens.
@@ -44,7 +44,7 @@ from tqdm import tqdm
 from vis4mer._logging import logger
 from vis4mer.devices import resolve_device
 from vis4mer.features import file_sha256, seeded_init
-from vis4mer.frames import resize_and_crop
+from vis4mer.frames import VideoError, VideoReader, import_decoder, video_file_problem
 from vis4mer.shards import ShardWriter
 
 SEGMENT_FRAMES = 32
@@ -321,34 +321,21 @@ def segment_indices(first: int, stop: int, max_segments: int, segment_frames: in
     return np.minimum(starts[:, None] + np.arange(segment_frames), stop - 1)
 
 
-class UnusableVideoError(RuntimeError):
-    """A video cannot be opened or read, or has no frames in its range: it is skipped, not fatal."""
+def _open_video(path: Path) -> VideoReader:
+    """The decord reader of one video; VideoError (the video is skipped) when it cannot be opened."""
+    try:
+        return VideoReader(path, "decord")
+    except Exception as error:  # decord raises its own DECORDError and RuntimeErrors
+        raise VideoError(f"decord could not open {path}: {type(error).__name__}: {error}") from error
 
 
-class _SegmentReader:
-    """decord reader of one video: native fps, frame count and resized segments."""
-
-    def __init__(self, path: Path, size: int):
-        import decord
-
-        try:
-            self._reader = decord.VideoReader(str(path), num_threads=1)
-            self.native_fps = float(self._reader.get_avg_fps())
-            self.n_frames = len(self._reader)
-        except Exception as error:  # decord raises its own DECORDError and RuntimeErrors
-            raise UnusableVideoError(f"decord could not open {path}: {type(error).__name__}: {error}") from error
-        if not self.n_frames or not self.native_fps:
-            raise UnusableVideoError(f"decord reports {self.n_frames} frames at {self.native_fps} fps for {path}")
-        self.path, self.size = path, size
-
-    def read(self, indices: np.ndarray) -> np.ndarray:
-        """uint8 [len(indices), size, size, 3]; decoded and resized one segment at a time,
-        so only one segment's full-resolution frames are in memory."""
-        try:
-            frames = self._reader.get_batch(indices.tolist()).asnumpy()  # [N, H, W, 3]
-        except Exception as error:
-            raise UnusableVideoError(f"decord could not decode {self.path}: {type(error).__name__}: {error}") from error
-        return resize_and_crop(frames, self.size)
+def _read_segment(video: VideoReader, indices: np.ndarray, size: int) -> np.ndarray:
+    """uint8 [len(indices), size, size, 3]; decoded and resized one segment at a time,
+    so only one segment's full-resolution frames are in memory."""
+    try:
+        return video.read(indices, size)
+    except Exception as error:
+        raise VideoError(f"decord could not decode {video.path}: {type(error).__name__}: {error}") from error
 
 
 class SegmentEncoder:
@@ -370,18 +357,10 @@ class SegmentEncoder:
         return tokens.cpu().numpy().astype(np.float16)
 
 
-def _precheck(path: Path) -> str | None:
-    """A reason to skip `path` before opening it, or None."""
-    if not path.is_file():
-        return f"file not found: {path}" if not path.exists() else f"not a regular file: {path}"
-    if path.stat().st_size == 0:
-        return f"empty file (0 bytes): {path}"
-    return None
-
-
 def _encode_video(
     encoder: SegmentEncoder,
-    reader: _SegmentReader,
+    video: VideoReader,
+    size: int,
     max_segments: int,
     batch_size: int,
     time_range: tuple[float, float] | None = None,
@@ -389,13 +368,13 @@ def _encode_video(
     """float16 [S, tokens, C] of one opened video (whole, or the `time_range` in seconds)."""
     start, end = time_range if time_range is not None else (None, None)
     try:
-        first, stop = frame_range(reader.n_frames, reader.native_fps, start, end)
+        first, stop = frame_range(video.n_native, video.native_fps, start, end)
     except ValueError as error:
-        raise UnusableVideoError(str(error)) from error
+        raise VideoError(str(error)) from error
     indices = segment_indices(first, stop, max_segments)  # [S, 32]
     batches = []
     for batch_start in range(0, len(indices), batch_size):
-        segments = np.stack([reader.read(row) for row in indices[batch_start : batch_start + batch_size]])
+        segments = np.stack([_read_segment(video, row, size) for row in indices[batch_start : batch_start + batch_size]])
         batches.append(encoder(segments))  # [B, 32, size, size, 3] -> [B, tokens, C]
     return np.concatenate(batches)
 
@@ -444,7 +423,7 @@ def extract_swin_features_to_shard(
         raise ValueError(f"`ranges` has no (start, end) for {len(unranged)} videos, e.g. {unranged[:3]}")
     if overlap := sorted(set(videos) & set(skipped or {})):
         raise ValueError(f"videos {overlap[:5]} are both given and skipped")
-    import decord  # noqa: F401  (a broken install must fail the stage, not skip every video)
+    import_decoder("decord")
 
     if num_threads is not None:
         torch.set_num_threads(num_threads)
@@ -468,12 +447,12 @@ def extract_swin_features_to_shard(
             path = Path(videos[video_id])
             time_range = ranges[video_id] if ranges is not None else None
             range_attrs = {"start": float(time_range[0]), "end": float(time_range[1])} if time_range else {}
-            reason = _precheck(path)
+            reason = video_file_problem(path)
             if reason is None:
                 try:
-                    reader = _SegmentReader(path, size)
-                    tokens = _encode_video(encoder, reader, per_video[video_id], batch_size, time_range)  # [S, tokens, C]
-                except UnusableVideoError as error:
+                    video = _open_video(path)
+                    tokens = _encode_video(encoder, video, size, per_video[video_id], batch_size, time_range)  # [S, tokens, C]
+                except VideoError as error:
                     reason = str(error)
             if reason is not None:
                 logger.warning("skipping video %s: %s", video_id, reason)
@@ -484,10 +463,10 @@ def extract_swin_features_to_shard(
                 tokens,
                 backbone=backbone,
                 weights=report.weights,
-                fps=reader.native_fps,
+                fps=video.native_fps,
                 n_segments=len(tokens),
                 segment_frames=SEGMENT_FRAMES,
-                n_native_frames=reader.n_frames,
+                n_native_frames=video.n_native,
                 source_video=str(path),
                 **range_attrs,
             )
