@@ -11,8 +11,9 @@ softmax or mean through :func:`vis4mer.evaluation.aggregate_windows`).
 
 Batch mode holds one video's frames and features in memory. Streaming mode
 (:class:`vis4mer.streaming.WindowedStream`, ViS4mer only) decodes CHUNK_FRAMES frames at a
-time (:func:`vis4mer.frames.iter_video_chunks`) and advances the recurrent model frame by frame, so memory is bounded by one chunk
-and one window whatever the video's length; its final prediction equals batch mode's.
+time (:func:`vis4mer.frames.iter_video_chunks`) and advances the recurrent model frame by
+frame, so memory is bounded by one chunk and one window whatever the video's length; its
+final prediction equals batch mode's.
 
 Classification: the probabilities are the summed per-window softmax divided by the number
 of windows. Regression: the mean per-window output is the model's *target*; the value in
