@@ -25,7 +25,6 @@ Output layout (LVU-style splits, see vis4mer.sources.splits):
 from __future__ import annotations
 
 import json
-import os
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -33,6 +32,7 @@ from typing import Any
 import av
 import numpy as np
 
+from vis4mer import atomic
 from vis4mer.sources.splits import SplitRow, write_split_csv
 
 LABEL_NAMES = ("a_first", "b_first")
@@ -74,7 +74,7 @@ def generate_demo_dataset(
         videos[video_id] = plan
     _write_splits(out_dir / "splits" / TASK, videos, split_fractions, rng)
     metadata = {"seed": seed, "size": size, "fps": fps, "label_names": list(LABEL_NAMES), "videos": videos}
-    _write_json(out_dir / "videos.json", metadata)
+    atomic.write_text(out_dir / "videos.json", json.dumps(metadata, indent=1, sort_keys=True))
     return metadata
 
 
@@ -170,8 +170,7 @@ def _draw_distractor(rng, frames, index, size) -> None:
 
 def _encode_video(path: Path, frames: np.ndarray, fps: float) -> None:
     """frames: uint8 [T, H, W, 3] RGB -> H.264 .mp4 (yuv420p) at `fps`."""
-    tmp_path = path.with_name(f"{path.name}.tmp-{os.getpid()}.mp4")
-    with av.open(str(tmp_path), mode="w") as container:
+    with atomic.atomic_path(path) as tmp_path, av.open(str(tmp_path), mode="w") as container:
         stream = container.add_stream("libx264", rate=Fraction(fps).limit_denominator(1000))
         stream.width, stream.height = frames.shape[2], frames.shape[1]
         stream.pix_fmt = "yuv420p"
@@ -181,7 +180,6 @@ def _encode_video(path: Path, frames: np.ndarray, fps: float) -> None:
         for array in frames:
             container.mux(stream.encode(av.VideoFrame.from_ndarray(array, format="rgb24")))
         container.mux(stream.encode())
-    os.replace(tmp_path, path)
 
 
 def _write_splits(split_dir: Path, videos: dict, fractions, rng) -> None:
@@ -196,9 +194,3 @@ def _write_splits(split_dir: Path, videos: dict, fractions, rng) -> None:
             splits[split] += [SplitRow(str(v), label, LABEL_NAMES[label]) for v in split_ids]
     for split, rows in splits.items():
         write_split_csv(split_dir / f"{split}.csv", sorted(rows, key=lambda row: row.video_id))
-
-
-def _write_json(path: Path, data: dict) -> None:
-    tmp_path = path.with_name(f"{path.name}.tmp-{os.getpid()}")
-    tmp_path.write_text(json.dumps(data, indent=1, sort_keys=True))
-    os.replace(tmp_path, path)

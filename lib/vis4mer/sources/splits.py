@@ -13,9 +13,10 @@ absent value.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
+
+from vis4mer import atomic
 
 HEADER = ("class_id", "class_name", "youtube_id", "imdb_id")
 ABSENT = "-"
@@ -86,7 +87,4 @@ def write_split_csv(path, rows) -> None:
         if any(not field or len(field.split()) != 1 for field in fields):
             raise ValueError(f"{path}: fields must be non-empty and contain no whitespace: {fields}")
         lines.append(" ".join(fields))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp_path = path.with_name(f"{path.name}.tmp-{os.getpid()}")
-    tmp_path.write_text("\n".join(lines) + "\n")
-    os.replace(tmp_path, path)
+    atomic.write_text(path, "\n".join(lines) + "\n")
