@@ -60,22 +60,48 @@ def generate_demo_dataset(
 ) -> dict[str, Any]:
     """Write the dataset under `out_dir`; return the metadata also saved to videos.json."""
     _check_timing(min_seconds, max_seconds, event_seconds, min_gap_seconds)
-    _check_fractions(split_fractions)
+    labels, splits = _draw_labels_and_splits(n_videos, seed, split_fractions)
     out_dir = Path(out_dir)
     (out_dir / "videos").mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(seed)
-    labels = rng.permutation(np.arange(n_videos) % 2)  # balanced: ceil/floor of n/2 each
     videos = {}
     for index, label in enumerate(labels):
-        video_id = f"demo_{index:04d}"
+        video_id = _video_id(index)
         video_rng = np.random.default_rng([seed, index])
         plan = _plan_video(video_rng, int(label), fps, min_seconds, max_seconds, event_seconds, min_gap_seconds, size)
         _encode_video(out_dir / "videos" / f"{video_id}.mp4", _render_frames(video_rng, plan, size), fps)
         videos[video_id] = plan
-    _write_splits(out_dir / "splits" / TASK, videos, split_fractions, rng)
+    for split, rows in splits.items():
+        write_split_csv(out_dir / "splits" / TASK / f"{split}.csv", rows)
     metadata = {"seed": seed, "size": size, "fps": fps, "label_names": list(LABEL_NAMES), "videos": videos}
     atomic.write_text(out_dir / "videos.json", json.dumps(metadata, indent=1, sort_keys=True))
     return metadata
+
+
+def demo_splits(n_videos: int, seed: int, split_fractions: tuple[float, float, float]) -> dict[str, list[SplitRow]]:
+    """{split: rows sorted by id} as generate_demo_dataset writes them, drawn from the
+    arguments alone (no video is rendered)."""
+    return _draw_labels_and_splits(n_videos, seed, split_fractions)[1]
+
+
+def _video_id(index: int) -> str:
+    return f"demo_{index:04d}"
+
+
+def _draw_labels_and_splits(n_videos, seed, fractions) -> tuple[np.ndarray, dict[str, list[SplitRow]]]:
+    """The label of each video (balanced: ceil/floor of n/2 each) and the stratified split:
+    each label's videos shuffled and cut by `fractions` (train, val, test)."""
+    _check_fractions(fractions)
+    rng = np.random.default_rng(seed)
+    labels = rng.permutation(np.arange(n_videos) % 2)
+    splits: dict[str, list[SplitRow]] = {"train": [], "val": [], "test": []}
+    for label in range(len(LABEL_NAMES)):
+        ids = rng.permutation(sorted(_video_id(i) for i, value in enumerate(labels) if value == label))
+        n_train = int(round(fractions[0] * len(ids)))
+        n_val = int(round(fractions[1] * len(ids)))
+        cuts = {"train": ids[:n_train], "val": ids[n_train : n_train + n_val], "test": ids[n_train + n_val :]}
+        for split, split_ids in cuts.items():
+            splits[split] += [SplitRow(str(v), label, LABEL_NAMES[label]) for v in split_ids]
+    return labels, {split: sorted(rows, key=lambda row: row.video_id) for split, rows in splits.items()}
 
 
 def _check_timing(min_seconds, max_seconds, event_seconds, min_gap_seconds) -> None:
@@ -180,17 +206,3 @@ def _encode_video(path: Path, frames: np.ndarray, fps: float) -> None:
         for array in frames:
             container.mux(stream.encode(av.VideoFrame.from_ndarray(array, format="rgb24")))
         container.mux(stream.encode())
-
-
-def _write_splits(split_dir: Path, videos: dict, fractions, rng) -> None:
-    """Stratified split: each label's videos are shuffled and cut by `fractions`."""
-    splits: dict[str, list[SplitRow]] = {"train": [], "val": [], "test": []}
-    for label in range(len(LABEL_NAMES)):
-        ids = rng.permutation(sorted(v for v, plan in videos.items() if plan["label"] == label))
-        n_train = int(round(fractions[0] * len(ids)))
-        n_val = int(round(fractions[1] * len(ids)))
-        cuts = {"train": ids[:n_train], "val": ids[n_train : n_train + n_val], "test": ids[n_train + n_val :]}
-        for split, split_ids in cuts.items():
-            splits[split] += [SplitRow(str(v), label, LABEL_NAMES[label]) for v in split_ids]
-    for split, rows in splits.items():
-        write_split_csv(split_dir / f"{split}.csv", sorted(rows, key=lambda row: row.video_id))

@@ -21,6 +21,7 @@
 # numbers, download coverage, the validation strategy).
 
 import vis4mer.sources as vis4mer_sources
+from vis4mer.sources import lvu
 
 SOURCE_KINDS = ("lvu", "breakfast", "coin")
 DOWNLOAD_KINDS = ("lvu", "coin")  # video ids are YouTube ids: videos come from the download stage
@@ -48,7 +49,6 @@ def _download_sources(ds):
 
 def _check_source_config():
     """Checks of the lvu/breakfast/coin sources and the swin family; each error names the key."""
-    from vis4mer.sources import lvu
     from vis4mer.swin import BACKBONES
 
     for name, ds in config["datasets"].items():
@@ -212,10 +212,10 @@ def download_manifests_of_shard(dataset, index):
 def source_task_extras(dataset, task):
     """Task settings of an lvu/breakfast/coin dataset beyond its split files: the class names
     (the whole class-id space), and for LVU regression how the targets derive from the raw
-    columns (vis4mer.sources.LVU_TARGETS, recorded in checkpoints for vis4mer predict)."""
+    columns (vis4mer.sources.lvu.TARGETS, recorded in checkpoints for vis4mer predict)."""
     extras = {"label_names": list(source_data(dataset).tasks[task].label_names)}
-    if dataset_config(dataset)["source"] == "lvu" and task in vis4mer_sources.LVU_TARGETS:
-        extras["target"] = vis4mer_sources.LVU_TARGETS[task]
+    if dataset_config(dataset)["source"] == "lvu" and task in lvu.TARGETS:
+        extras["target"] = lvu.TARGETS[task].as_config()
     return extras
 
 
