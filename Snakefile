@@ -14,7 +14,6 @@ configfile: "config/config.yaml"
 
 
 include: "workflow/rules/common.smk"
-include: "workflow/rules/datasets.smk"
 
 
 wildcard_constraints:

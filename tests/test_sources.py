@@ -13,6 +13,7 @@ import h5py
 import numpy as np
 import pytest
 
+from _sources import dataset_settings
 from _workflow_media import write_coin, write_video
 from vis4mer import sources
 from vis4mer.download import download_shard, read_manifest
@@ -26,6 +27,13 @@ def test_every_kind_is_a_source_class_of_its_module():
         assert issubclass(cls, sources.Source) and cls.kind == kind
     with pytest.raises(ValueError, match="unknown source 'kinetics'; expected one of demo, local, lvu, breakfast, coin"):
         sources.source_class("kinetics")
+
+
+def test_open_source_builds_the_kind_of_the_settings(tmp_path):
+    settings = dataset_settings("d", {"source": "demo", "demo": {"n_videos": 4}, "tasks": {"order": {"type": "classification"}}})
+    source = sources.open_source("d", settings, results=tmp_path)
+    assert type(source).kind == "demo" and source.name == "d" and source.settings is settings
+    assert source.split_file("order", "val") == str(tmp_path / "d" / "splits" / "order" / "val.csv")
 
 
 def test_paper_results():

@@ -1,5 +1,6 @@
 """vis4mer.sources.breakfast's source: Breakfast in the common form (participant splits and
-holdout, ViS4mer's lists)."""
+holdout, ViS4mer's lists) and what the workflow asks of a Breakfast dataset (video files and
+the reason for the missing ones, roles, split inputs and arguments, errors), without Snakemake."""
 
 from __future__ import annotations
 
@@ -7,10 +8,14 @@ from pathlib import Path
 
 import pytest
 
+from _sources import config_with, dataset_settings
 from _workflow_media import write_breakfast
+from vis4mer import sources
+from vis4mer.config import ConfigError, check_config, validate_config
 from vis4mer.sources import breakfast
 
 BREAKFAST_LISTS = Path(__file__).resolve().parents[2] / "shared/data/breakfast"
+HEADER = "file_name,duration,action,class_id\n"
 
 
 @pytest.fixture(scope="module")
@@ -58,3 +63,66 @@ def test_breakfast_shared_lists_split_sizes(breakfast_archive):
     assert len(splits["train"]) + len(splits["val"]) == 1357 and len(splits["test"]) == 355
     assert {r.video_id.split("-")[0] for r in splits["val"]}.isdisjoint({r.video_id.split("-")[0] for r in splits["train"]})
 
+
+def write_lists(lists: Path) -> Path:
+    """Split lists naming P09-cam01-P09_coffee, which is not in the archive."""
+    lists.mkdir()
+    (lists / "train.csv").write_text(HEADER + "P03-cam01-P03_cereals,3,cereals,0\nP04-webcam01-P04_coffee,2,coffee,1\n"
+                                     "P05-cam02-P05_cereals,2,cereals,0\nP09-cam01-P09_coffee,2,coffee,1\n")
+    (lists / "test.csv").write_text(HEADER + "P47-cam01-P47_coffee,2,coffee,1\n")
+    return lists
+
+
+def breakfast_source(archive, **settings) -> breakfast.BreakfastSource:
+    dataset = {"source": "breakfast", "video_dir": str(archive), "tasks": {"activity": {"type": "classification"}}, **settings}
+    return sources.open_source("bf", dataset_settings("bf", dataset))
+
+
+def test_breakfast_dataset_files_known_when_planned_and_missing_with_reason(breakfast_archive, tmp_path):
+    source = breakfast_source(breakfast_archive, lists_dir=str(write_lists(tmp_path / "lists")), validation={"strategy": "test"})
+    ids = source.video_ids()
+    assert ids == ("P03-cam01-P03_cereals", "P04-webcam01-P04_coffee", "P05-cam02-P05_cereals", "P09-cam01-P09_coffee",
+                   "P47-cam01-P47_coffee")
+    found, missing = source.video_files(ids)
+    assert found["P03-cam01-P03_cereals"] == str(breakfast_archive / "P03" / "cam01" / "P03_cereals.avi")
+    assert missing == {"P09-cam01-P09_coffee": f"no video file for P09-cam01-P09_coffee under {breakfast_archive} (datasets.bf.video_dir)"}
+    assert source.video_inputs(ids) == list(found.values())  # a missing video is no input of the stage
+    assert source.roles() == {**{vid: "train" for vid in ids[:4]}, "P47-cam01-P47_coffee": "test"}
+    assert source.ranges(ids) == {}
+    assert not source.downloads and source.writes_splits
+    settings = source.task_settings("activity")
+    assert settings["label_names"] == list(breakfast.CLASSES) and settings["id_column"] == "youtube_id"
+    info = source.summary_info()
+    assert info["paper"] == {"activity": {"value": 88.17, "metric": "accuracy", "unit": "%", "source": f"{sources.PAPER} (breakfast)"}}
+    assert info["notes"]["validation"]["strategy"] == "test" and "frame_unit" not in info  # ViT features: a frame is a frame
+    swin = breakfast_source(breakfast_archive, frames={"size": 64}, features={"family": "swin", "backbone": "swin_test_patch244_window877"})
+    assert swin.summary_info()["frame_unit"].startswith("segment of 32 frames")
+
+
+def test_breakfast_split_rule_inputs_and_arguments(breakfast_archive, tmp_path):
+    by_participants = breakfast_source(breakfast_archive, validation={"fraction": 0.25})
+    assert by_participants.split_inputs("activity") == {"source": str(breakfast_archive)}
+    arguments = by_participants.split_arguments("activity")
+    assert arguments == {
+        "source": "breakfast", "video_dir": str(breakfast_archive), "task": "activity", "lists_dir": None,
+        "train_participants": [3, 46], "test_participants": [47, 54],
+        "validation": {"strategy": "holdout", "fraction": 0.25, "seed": 0},  # the schema's defaults filled in
+    }
+    assert sources.read_source(arguments).tasks == by_participants.tasks()
+    lists = write_lists(tmp_path / "lists")
+    from_lists = breakfast_source(breakfast_archive, lists_dir=str(lists))
+    assert from_lists.split_inputs("activity") == {"source": [str(lists / "train.csv"), str(lists / "test.csv")]}
+
+
+def test_a_broken_split_list_names_the_dataset_and_its_keys(breakfast_archive, tmp_path):
+    lists = write_lists(tmp_path / "lists")
+    (lists / "test.csv").write_text("file_name,duration\n")
+    with pytest.raises(sources.SourceError, match=r"see datasets.bf.video_dir \(or lists_dir\)\): .*test.csv: header is"):
+        breakfast_source(breakfast_archive, lists_dir=str(lists)).video_ids()
+
+
+def test_breakfast_has_one_classification_task():
+    config = validate_config(config_with("bf", {"source": "breakfast", "video_dir": "x", "tasks": {"a": {"type": "classification"},
+                                                                                               "b": {"type": "classification"}}}))
+    with pytest.raises(ConfigError, match=r"datasets.bf.tasks: breakfast has exactly one task, of type classification \(got \['a', 'b'\]\)"):
+        check_config(config)

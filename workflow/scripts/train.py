@@ -25,13 +25,13 @@ def inference_metadata(task):
     """What `vis4mer predict` needs besides the model and features attrs: how the frames
     were decoded, the evaluation stride, and the regression target's transform (to invert
     it). Read from the config: frames settings that differ re-run frames -> features -> train."""
-    config = snakemake.config
-    dataset = config["datasets"][snakemake.wildcards.dataset]
-    frames = dataset.get("frames", {})
-    evaluation = {**config.get("evaluation", {}), **dataset.get("evaluation", {})}  # the dataset's overrides win
+    from vis4mer.config import dataset_evaluation
+
+    dataset = snakemake.wildcards.dataset
+    frames = snakemake.config["datasets"][dataset]["frames"]
     return {
         "frames": dict(frames),  # fps, size, decoder, and any later setting of how frames are sampled
-        "eval_stride_frames": evaluation.get("eval_stride_frames", 1),
+        "eval_stride_frames": dataset_evaluation(snakemake.config, dataset)["eval_stride_frames"],
         # lvu: the split files hold the final targets; task["target"] says how they derive from the raw columns
         "target": task.get("target")
         or {"label_column": task["label_column"], "label_transform": dict(task.get("label_transform") or {})},
