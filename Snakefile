@@ -14,7 +14,6 @@ configfile: "config/config.yaml"
 
 
 include: "workflow/rules/common.smk"
-include: "workflow/rules/datasets.smk"
 
 
 wildcard_constraints:
@@ -37,12 +36,11 @@ rule all:
         all_targets(),
 
 
-include: "workflow/rules/videos.smk"
+include: "workflow/rules/demo_videos.smk"
 include: "workflow/rules/splits.smk"
 include: "workflow/rules/download.smk"
 include: "workflow/rules/frames.smk"
 include: "workflow/rules/features.smk"
-include: "workflow/rules/swin.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/aggregate.smk"

@@ -3,7 +3,7 @@ archive, and a generated COIN.json whose videos come from a local HTTP server st
 for YouTube (one of them gone), each through splits -> (download) -> features_swin -> train
 -> evaluate -> aggregate with the tiny Swin3D, tiny models and 1 epoch.
 
-Every run happens in a temporary copy of the workflow (see test_workflow.py).
+Every run happens in a temporary copy of the workflow (tests/_workflow.py).
 """
 
 from __future__ import annotations
@@ -11,13 +11,12 @@ from __future__ import annotations
 import json
 import re
 import time
-from collections import Counter
 
 import h5py
 import pytest
 
+from _workflow import copy_workflow, job_counts, ran_jobs, snakemake, write_config
 from _workflow_media import COIN_VIDEOS, VideoServer, write_breakfast, write_coin
-from test_workflow import copy_workflow, job_counts, snakemake, write_config
 from vis4mer.sources import breakfast
 from vis4mer.sources.splits import read_split_csv
 
@@ -31,10 +30,6 @@ COMMON = {
     "runtime": {"device": "cpu", "feature_batch_size": 16, "segment_batch_size": 4, "eval_batch_size": 8, "num_workers": 0,
                 "progress": False, "threads": {"frames": 1, "features": 1, "train": 1, "evaluate": 1}},
 }
-
-
-def ran_jobs(output: str) -> dict[str, int]:
-    return dict(Counter(re.findall(r"^(?:local)?(?:rule|checkpoint) (\w+):$", output, re.M)))
 
 
 def swin_dataset(**settings) -> dict:

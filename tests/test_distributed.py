@@ -137,7 +137,7 @@ def test_workflow_trains_with_two_processes_when_gpus_per_run_is_2(tmp_path):
     CPU here); the outputs are the same files, with the single-process numbers."""
     import json
 
-    from test_workflow import TINY_CONFIG, copy_workflow, snakemake, write_config
+    from _workflow import TINY_CONFIG, copy_workflow, snakemake, write_config
 
     workdir = copy_workflow(tmp_path / "wf")
     config = json.loads(json.dumps(TINY_CONFIG))

@@ -2,7 +2,7 @@
 run on a tiny LVU (2 tasks, split files fetched as a tarball, videos from a local HTTP server
 standing in for YouTube, some of them gone).
 
-Every run happens in a temporary copy of the workflow (see test_workflow.py).
+Every run happens in a temporary copy of the workflow (tests/_workflow.py).
 """
 
 from __future__ import annotations
@@ -12,12 +12,12 @@ import math
 import re
 import shutil
 import time
-from collections import Counter
 from pathlib import Path
 
 import h5py
 import pytest
 
+from _workflow import copy_workflow, job_counts, ran_jobs, snakemake, write_config
 from _workflow_media import (
     GENRE_NAMES,
     LVU_GONE,
@@ -29,7 +29,6 @@ from _workflow_media import (
     write_lvu_split_dir,
     write_lvu_videos,
 )
-from test_workflow import copy_workflow, job_counts, snakemake, write_config
 from vis4mer.sources import lvu
 
 LVU_DIR = Path(__file__).resolve().parents[2] / "shared/data/lvu_1.0"
@@ -43,11 +42,6 @@ TINY_RUNTIME = {"device": "cpu", "feature_batch_size": 16, "eval_batch_size": 8,
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory) -> Path:
     return copy_workflow(tmp_path_factory.mktemp("lvu_workflow"))
-
-
-def ran_jobs(output: str) -> dict[str, int]:
-    """Jobs per rule that a run started (its 'Job stats' table predates checkpoint updates)."""
-    return dict(Counter(re.findall(r"^(?:local)?(?:rule|checkpoint) (\w+):$", output, re.M)))
 
 
 # ----------------------------------------------------------------------------- the real splits

@@ -115,12 +115,11 @@ def test_regression_reports_the_value_in_the_task_units(run):
 
 
 def test_raw_from_target_inverts_the_workflow_label_transforms(tmp_path):
-    """The LVU target transforms the workflow records in checkpoints (vis4mer.sources.LVU_TARGETS),
+    """The LVU target transforms the workflow records in checkpoints (vis4mer.sources.lvu.TARGETS),
     through read_task_rows and back; lvu.TASKS agrees."""
     from vis4mer.sources import lvu
-    from vis4mer.sources import LVU_TARGETS
 
-    like, views = LVU_TARGETS["like_ratio"]["label_transform"], LVU_TARGETS["view_count"]["label_transform"]
+    like, views = (lvu.TARGETS[task].as_config()["label_transform"] for task in ("like_ratio", "view_count"))
     (tmp_path / "like.csv").write_text("like_count dislike_count youtube_id imdb_id\n930 70 a -\n5 15 b -\n")
     (tmp_path / "views.csv").write_text("view_count youtube_id imdb_id\n1234567 a -\n42 b -\n")
     for row, (likes, dislikes) in zip(read_task_rows(tmp_path / "like.csv", "youtube_id", "like_count", like), [(930, 70), (5, 15)]):

@@ -203,7 +203,7 @@ def test_snakemake_job_killed_mid_training_resumes_with_rerun_incomplete(tmp_pat
     kept, only the others run again), then in training: `--unlock`, then `--rerun-incomplete`
     deletes the job's outputs and re-runs it, which resumes from <run>/.resume/ (not an
     output) and ends with the log of an uninterrupted run (the same job forced again)."""
-    from test_workflow import TINY_CONFIG, copy_workflow, job_counts, snakemake, write_config
+    from _workflow import TINY_CONFIG, copy_workflow, job_counts, snakemake, write_config
 
     workdir = copy_workflow(tmp_path / "wf")
     config = json.loads(json.dumps(TINY_CONFIG))

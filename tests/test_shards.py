@@ -6,6 +6,7 @@ import pytest
 
 from vis4mer.shards import (
     IncompleteShardError,
+    ShardPlan,
     ShardWriter,
     is_complete,
     open_shard,
@@ -20,6 +21,25 @@ def test_shard_groups_sorts_deduplicates_and_chunks():
     assert shard_groups([], 3) == []
     with pytest.raises(ValueError):
         shard_groups(["a"], 0)
+
+
+def test_shard_plan_cuts_the_ids_once_for_frames_and_downloads():
+    ids = [f"v{i:02d}" for i in reversed(range(14))]
+    plan = ShardPlan.of("d", ids, 5, download_shard_size=7)  # shards 0-4, 5-9, 10-13; downloads 0-6, 7-13
+    assert len(plan) == 3 and plan.names() == ["0000", "0001", "0002"]
+    assert plan.shard(1) == ("v05", "v06", "v07", "v08", "v09")
+    assert plan.download_shard(1) == tuple(f"v{i:02d}" for i in range(7, 14))
+    assert list(plan.downloads_of(0)) == [0] and list(plan.downloads_of(1)) == [0, 1] and list(plan.downloads_of(2)) == [1]
+    every = {vid for index in range(len(plan)) for j in plan.downloads_of(index) for vid in plan.download_shard(j)}
+    assert every == set(ids)
+    with pytest.raises(IndexError, match="dataset 'd' has 3 shards, not shard 0003"):
+        plan.shard(3)
+    with pytest.raises(IndexError, match="dataset 'd' has 2 download shards, not shard 0002"):
+        plan.download_shard(2)
+    no_downloads = ShardPlan.of("d", ids, 5)
+    assert no_downloads.download_shards == ()
+    with pytest.raises(ValueError, match="no download stage"):
+        no_downloads.downloads_of(0)
 
 
 def test_write_then_read(tmp_path):

@@ -15,7 +15,7 @@ from types import SimpleNamespace
 import pytest
 import yaml
 
-from test_workflow import REPO, copy_workflow, snakemake
+from _workflow import REPO, copy_workflow, snakemake
 
 pytest.importorskip("snakemake_executor_plugin_slurm")
 from snakemake_executor_plugin_slurm.submit_string import get_submit_command  # noqa: E402

@@ -24,14 +24,7 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from vis4mer import atomic
-
-SEED_SEPARATOR = "/seed_"
-
-
-def split_run(run: str) -> tuple[str, int | None]:
-    """("vis4mer", 3) for the run "vis4mer/seed_3"; ("vis4mer", None) for "vis4mer"."""
-    model, separator, seed = run.partition(SEED_SEPARATOR)
-    return (model, int(seed)) if separator else (model, None)
+from vis4mer.config import parse_run
 
 
 def collect(dataset: str, metrics_paths: Sequence[Path | str]) -> dict[str, Any]:
@@ -69,7 +62,7 @@ def table_rows(results: Mapping[str, Mapping[str, Any]], paper: Mapping[str, Any
     for task, by_run in results.items():
         grouped: dict[str, list[tuple[int | None, dict[str, Any]]]] = {}
         for run, metrics in by_run.items():
-            model, seed = split_run(run)
+            model, seed = parse_run(run)
             grouped.setdefault(model, []).append((seed, metrics))
         for model, runs in grouped.items():
             first = runs[0][1]

@@ -25,7 +25,6 @@ Output layout (LVU-style splits, see vis4mer.sources.splits):
 from __future__ import annotations
 
 import json
-import os
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -33,6 +32,7 @@ from typing import Any
 import av
 import numpy as np
 
+from vis4mer import atomic
 from vis4mer.sources.splits import SplitRow, write_split_csv
 
 LABEL_NAMES = ("a_first", "b_first")
@@ -60,22 +60,48 @@ def generate_demo_dataset(
 ) -> dict[str, Any]:
     """Write the dataset under `out_dir`; return the metadata also saved to videos.json."""
     _check_timing(min_seconds, max_seconds, event_seconds, min_gap_seconds)
-    _check_fractions(split_fractions)
+    labels, splits = _draw_labels_and_splits(n_videos, seed, split_fractions)
     out_dir = Path(out_dir)
     (out_dir / "videos").mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(seed)
-    labels = rng.permutation(np.arange(n_videos) % 2)  # balanced: ceil/floor of n/2 each
     videos = {}
     for index, label in enumerate(labels):
-        video_id = f"demo_{index:04d}"
+        video_id = _video_id(index)
         video_rng = np.random.default_rng([seed, index])
         plan = _plan_video(video_rng, int(label), fps, min_seconds, max_seconds, event_seconds, min_gap_seconds, size)
         _encode_video(out_dir / "videos" / f"{video_id}.mp4", _render_frames(video_rng, plan, size), fps)
         videos[video_id] = plan
-    _write_splits(out_dir / "splits" / TASK, videos, split_fractions, rng)
+    for split, rows in splits.items():
+        write_split_csv(out_dir / "splits" / TASK / f"{split}.csv", rows)
     metadata = {"seed": seed, "size": size, "fps": fps, "label_names": list(LABEL_NAMES), "videos": videos}
-    _write_json(out_dir / "videos.json", metadata)
+    atomic.write_text(out_dir / "videos.json", json.dumps(metadata, indent=1, sort_keys=True))
     return metadata
+
+
+def demo_splits(n_videos: int, seed: int, split_fractions: tuple[float, float, float]) -> dict[str, list[SplitRow]]:
+    """{split: rows sorted by id} as generate_demo_dataset writes them, drawn from the
+    arguments alone (no video is rendered)."""
+    return _draw_labels_and_splits(n_videos, seed, split_fractions)[1]
+
+
+def _video_id(index: int) -> str:
+    return f"demo_{index:04d}"
+
+
+def _draw_labels_and_splits(n_videos, seed, fractions) -> tuple[np.ndarray, dict[str, list[SplitRow]]]:
+    """The label of each video (balanced: ceil/floor of n/2 each) and the stratified split:
+    each label's videos shuffled and cut by `fractions` (train, val, test)."""
+    _check_fractions(fractions)
+    rng = np.random.default_rng(seed)
+    labels = rng.permutation(np.arange(n_videos) % 2)
+    splits: dict[str, list[SplitRow]] = {"train": [], "val": [], "test": []}
+    for label in range(len(LABEL_NAMES)):
+        ids = rng.permutation(sorted(_video_id(i) for i, value in enumerate(labels) if value == label))
+        n_train = int(round(fractions[0] * len(ids)))
+        n_val = int(round(fractions[1] * len(ids)))
+        cuts = {"train": ids[:n_train], "val": ids[n_train : n_train + n_val], "test": ids[n_train + n_val :]}
+        for split, split_ids in cuts.items():
+            splits[split] += [SplitRow(str(v), label, LABEL_NAMES[label]) for v in split_ids]
+    return labels, {split: sorted(rows, key=lambda row: row.video_id) for split, rows in splits.items()}
 
 
 def _check_timing(min_seconds, max_seconds, event_seconds, min_gap_seconds) -> None:
@@ -170,8 +196,7 @@ def _draw_distractor(rng, frames, index, size) -> None:
 
 def _encode_video(path: Path, frames: np.ndarray, fps: float) -> None:
     """frames: uint8 [T, H, W, 3] RGB -> H.264 .mp4 (yuv420p) at `fps`."""
-    tmp_path = path.with_name(f"{path.name}.tmp-{os.getpid()}.mp4")
-    with av.open(str(tmp_path), mode="w") as container:
+    with atomic.atomic_path(path) as tmp_path, av.open(str(tmp_path), mode="w") as container:
         stream = container.add_stream("libx264", rate=Fraction(fps).limit_denominator(1000))
         stream.width, stream.height = frames.shape[2], frames.shape[1]
         stream.pix_fmt = "yuv420p"
@@ -181,24 +206,3 @@ def _encode_video(path: Path, frames: np.ndarray, fps: float) -> None:
         for array in frames:
             container.mux(stream.encode(av.VideoFrame.from_ndarray(array, format="rgb24")))
         container.mux(stream.encode())
-    os.replace(tmp_path, path)
-
-
-def _write_splits(split_dir: Path, videos: dict, fractions, rng) -> None:
-    """Stratified split: each label's videos are shuffled and cut by `fractions`."""
-    splits: dict[str, list[SplitRow]] = {"train": [], "val": [], "test": []}
-    for label in range(len(LABEL_NAMES)):
-        ids = rng.permutation(sorted(v for v, plan in videos.items() if plan["label"] == label))
-        n_train = int(round(fractions[0] * len(ids)))
-        n_val = int(round(fractions[1] * len(ids)))
-        cuts = {"train": ids[:n_train], "val": ids[n_train : n_train + n_val], "test": ids[n_train + n_val :]}
-        for split, split_ids in cuts.items():
-            splits[split] += [SplitRow(str(v), label, LABEL_NAMES[label]) for v in split_ids]
-    for split, rows in splits.items():
-        write_split_csv(split_dir / f"{split}.csv", sorted(rows, key=lambda row: row.video_id))
-
-
-def _write_json(path: Path, data: dict) -> None:
-    tmp_path = path.with_name(f"{path.name}.tmp-{os.getpid()}")
-    tmp_path.write_text(json.dumps(data, indent=1, sort_keys=True))
-    os.replace(tmp_path, path)

@@ -28,7 +28,6 @@ Errors: :class:`vis4mer.checkpoint.CheckpointError` and :class:`PredictError` (e
 from __future__ import annotations
 
 import logging
-import math
 import re
 import time
 from dataclasses import dataclass
@@ -44,6 +43,7 @@ from vis4mer.devices import resolve_device
 from vis4mer.frames import VIDEO_EXTENSIONS, VideoError, check_video_file, decode_video, iter_video_chunks
 from vis4mer.windows import TOKEN_MODES, select_tokens, window_starts
 from vis4mer.evaluation import predict_videos
+from vis4mer.labels import LabelTransform, raw_from_target, target_quantity
 from vis4mer.sources.splits import SplitRow
 
 RANDOM_WEIGHTS = re.compile(r"random-seed(-?\d+)")
@@ -113,7 +113,10 @@ class InferenceSpec:
             target = required_field(checkpoint, "target.label_transform", path, "the regression target's transform, to invert it")
             label_transform = dict(target)
             label_column = checkpoint["target"].get("label_column")
-            _check_transform(label_transform, path)
+            try:
+                LabelTransform.from_config(label_column, label_transform, "target.label_transform")
+            except ValueError as error:
+                raise CheckpointError(f"{path}: {error}") from None
         elif task_type != "classification":
             raise CheckpointError(f"{path}: task.type is {task_type!r}, expected classification or regression")
         if tokens not in TOKEN_MODES:
@@ -131,37 +134,6 @@ class InferenceSpec:
             window_frames=window_frames, tokens=tokens, n_tokens=n_tokens, dim=dim,
             eval_stride_frames=int(stride) if stride else None, label_column=label_column, label_transform=label_transform,
         )
-
-
-def _check_transform(transform: dict[str, Any], path) -> None:
-    unknown = sorted(set(transform) - {"ratio_with", "log", "scale", "offset"})
-    if unknown:
-        raise CheckpointError(f"{path}: unknown keys {unknown} in target.label_transform")
-    if float(transform.get("scale", 1.0)) == 0:
-        raise CheckpointError(f"{path}: target.label_transform.scale is 0, the transform cannot be inverted")
-
-
-def raw_from_target(target: float, label_transform: dict[str, Any] | None) -> float:
-    """Invert :func:`vis4mer.labels.read_task_rows`'s label transform.
-
-    The forward transform is [ratio with another column] -> [log] -> * scale + offset, so
-    the inverse is (target - offset) / scale, then exp when ``log``. With ``ratio_with``
-    the result is the ratio itself (label / (label + other), e.g. likes / (likes +
-    dislikes)): the two counts cannot be told apart from it.
-    """
-    transform = label_transform or {}
-    value = (float(target) - float(transform.get("offset", 0.0))) / float(transform.get("scale", 1.0))
-    if transform.get("log"):
-        value = math.exp(value) if value < 700 else math.inf
-    return value
-
-
-def target_quantity(label_column: str | None, label_transform: dict[str, Any] | None) -> str:
-    """Name of what :func:`raw_from_target` returns, e.g. ``like_count / (like_count + dislike_count)``."""
-    column = label_column or "label"
-    if (label_transform or {}).get("ratio_with"):
-        return f"{column} / ({column} + {label_transform['ratio_with']})"
-    return column
 
 
 # --------------------------------------------------------------------------- inputs

@@ -1,4 +1,5 @@
-"""HDF5 shards: the one storage format of the frames and the features stages.
+"""HDF5 shards: the one storage format of the frames and the features stages, and the
+plan of which video ids each shard holds (:class:`ShardPlan`).
 
 Layout of a shard file:
 
@@ -31,6 +32,7 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +52,56 @@ def shard_groups(video_ids, shard_size: int) -> list[list[str]]:
         raise ValueError(f"shard_size must be >= 1, got {shard_size}")
     ids = sorted(set(video_ids))
     return [ids[start : start + shard_size] for start in range(0, len(ids), shard_size)]
+
+
+@dataclass(frozen=True)
+class ShardPlan:
+    """Which video ids each frames/features shard holds, and each download shard.
+
+    Both cut the same sorted ids (:func:`shard_groups`), into chunks of `shard_size` and of
+    `download_shard_size`; shard i is chunk i. Built once per dataset from its source's ids
+    and passed to the stages, which never re-derive it. `dataset` names it in errors.
+    """
+
+    dataset: str
+    shard_size: int
+    shards: tuple[tuple[str, ...], ...]
+    download_shard_size: int | None = None  # None: no download stage
+    download_shards: tuple[tuple[str, ...], ...] = ()
+
+    @classmethod
+    def of(cls, dataset: str, video_ids, shard_size: int, download_shard_size: int | None = None) -> ShardPlan:
+        shards = tuple(map(tuple, shard_groups(video_ids, shard_size)))
+        downloads = tuple(map(tuple, shard_groups(video_ids, download_shard_size))) if download_shard_size else ()
+        return cls(dataset, shard_size, shards, download_shard_size, downloads)
+
+    def __len__(self) -> int:
+        return len(self.shards)
+
+    def names(self) -> list[str]:
+        """The shards' {shard} wildcard values, 0000, 0001, ..."""
+        return [f"{index:04d}" for index in range(len(self.shards))]
+
+    def shard(self, index: int) -> tuple[str, ...]:
+        """The ids of frames/features shard `index`."""
+        return self._chunk(self.shards, index, "")
+
+    def download_shard(self, index: int) -> tuple[str, ...]:
+        """The ids of download shard `index`."""
+        return self._chunk(self.download_shards, index, "download ")
+
+    def downloads_of(self, index: int) -> range:
+        """The download shards holding the ids of frames/features shard `index`."""
+        if self.download_shard_size is None:
+            raise ValueError(f"dataset {self.dataset!r} has no download stage")
+        first = index * self.shard_size
+        last = first + len(self.shard(index)) - 1
+        return range(first // self.download_shard_size, last // self.download_shard_size + 1)
+
+    def _chunk(self, chunks, index: int, kind: str) -> tuple[str, ...]:
+        if not 0 <= index < len(chunks):
+            raise IndexError(f"dataset {self.dataset!r} has {len(chunks)} {kind}shards, not shard {index:04d}")
+        return chunks[index]
 
 
 def _check_video_id(video_id: str) -> None:

@@ -8,7 +8,7 @@ rule aggregate:
         all_json="results/{dataset}/all.json",
         summary="results/{dataset}/summary.md",
     params:
-        info=lambda wildcards: aggregate_info(wildcards.dataset),
+        info=aggregate_info,
     log:
         "logs/{dataset}/aggregate.log",
     conda:

@@ -1,9 +1,14 @@
-# Config validation and input functions shared by the stage rules (no rules here).
+# Config validation and the input functions of the stage rules (no rules here). Anything
+# with logic is asked of the library: the config view (vis4mer.config), the dataset's source
+# (vis4mer.sources: one module per kind - demo, local, lvu, breakfast, coin) and its shard
+# plan (vis4mer.shards.ShardPlan). No function here branches on the kind of a dataset.
 #
 # Layout (every path relative to the working directory):
-#   results/<dataset>/videos/, splits/<task>/{train,val,test}.csv   demo datasets only
-#   results/<dataset>/splits/<task>/{train,val,test}.csv           lvu, breakfast, coin (datasets.smk, splits.smk)
-#   results/<dataset>/downloads/shard_<i>.json                     lvu, coin (download.smk)
+#   results/<dataset>/videos/                                      generated datasets (rule demo_videos)
+#   results/<dataset>/lvu_1.0/                                     fetched split files (checkpoint lvu_splits)
+#   results/<dataset>/splits/<task>/{train,val,test}.csv           generated, or written by the rule splits
+#                                                                  (a local dataset's are read in place)
+#   results/<dataset>/downloads/shard_<i>.json                     downloaded datasets (rule download)
 #   results/<dataset>/frames/shard_<i>.h5                          temp() unless keep_frames
 #   results/<dataset>/features/<backbone>/shard_<i>.h5
 #   results/<dataset>/<task>/<model>/{best.pt,last.pt,train_log.csv,train_curve.png,metrics.json,confusion.png}
@@ -11,68 +16,49 @@
 #   results/<dataset>/{all.json,summary.md}
 #   logs/<dataset>/..., benchmarks/<dataset>/...
 #
-# Shards: the video ids of a dataset (the union of its split files over all tasks) are
-# sorted and cut into chunks of `shard_size` (vis4mer.shards.shard_groups); shard i is
-# chunk i. The DAG only needs the number of shards: for a demo dataset it follows from
-# demo.n_videos (the split files do not exist yet), for a local dataset from its split
-# files, read once when the DAG is built. The frames script recomputes the chunks from
-# the split files at run time and checks the count, so both always agree.
+# Shards: the video ids of a dataset (from its source, read once when the DAG is built) are
+# sorted and cut into chunks of `shard_size` (frames, features) and of download.shard_size
+# (downloads); shard i is chunk i. The plan is computed here once per dataset and its ids
+# are passed to the frames and features jobs as params.
 
-import math
 import os
 import re
+import sys
 from functools import lru_cache
 from pathlib import Path
 
-import sys
-
 from snakemake.exceptions import WorkflowError
 from snakemake.logging import logger
-from snakemake.utils import validate
 
 try:
     import vis4mer
 except ImportError:  # snakemake runs from an environment without the package: use the checkout
     sys.path.insert(0, str(Path(workflow.basedir) / "lib"))
 
-from vis4mer.shards import is_complete, shard_groups
-from vis4mer.sources.splits import read_split_csv
-from vis4mer.training import LAUNCH_SETTINGS as NOT_PARAMS_TRAINING  # training keys that do not change the result
+from vis4mer.config import (
+    SEED_PREFIX,
+    ConfigError,
+    check_config,
+    dataset_evaluation,
+    dataset_training,
+    download_sources,
+    model_settings,
+    parse_run,
+    run_names,
+    validate_config,
+)
+from vis4mer.shards import ShardPlan, is_complete
+from vis4mer.sources import source_class
+from vis4mer.sources.splits import SPLITS
+from vis4mer.training import LAUNCH_SETTINGS  # training keys that do not change the result
 
-validate(config, schema="../schemas/config.schema.yaml")
+try:
+    validate_config(config, Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml")
+    check_config(config)
+except ConfigError as error:
+    raise WorkflowError(str(error)) from None
 
 RESULTS = "results"
-LOGS = "logs"
-BENCHMARKS = "benchmarks"
-SPLITS = ("train", "val", "test")
-DEMO_TASK = "order"  # the one task vis4mer.demo_data writes
-
-
-def _check_config():
-    """Cross-references the JSON schema cannot express; each error names the key."""
-    datasets, models = config["datasets"], config["models"]
-    for name in config["targets"]:
-        if name not in datasets:
-            raise WorkflowError(f"config: targets lists {name!r}, which is not under 'datasets' ({sorted(datasets)})")
-    for name, dataset in datasets.items():
-        for model in dataset["models"]:
-            if model not in models:
-                raise WorkflowError(
-                    f"config: datasets.{name}.models lists {model!r}, which is not under 'models' ({sorted(models)})"
-                )
-        if dataset["source"] == "demo" and set(dataset["tasks"]) != {DEMO_TASK}:
-            raise WorkflowError(
-                f"config: datasets.{name}.tasks must be exactly {{{DEMO_TASK}: ...}} for a demo dataset "
-                f"(the generator writes only that task), got {sorted(dataset['tasks'])}"
-            )
-        for task, spec in dataset["tasks"].items():
-            if spec.get("label_transform") and spec["type"] != "regression":
-                raise WorkflowError(f"config: datasets.{name}.tasks.{task}.label_transform is for regression tasks only")
-        if dataset["source"] == "demo" and dataset["tasks"][DEMO_TASK]["type"] != "classification":
-            raise WorkflowError(f"config: datasets.{name}.tasks.{DEMO_TASK}.type must be classification")
-
-
-_check_config()
 
 
 def _alternatives(names):
@@ -81,76 +67,27 @@ def _alternatives(names):
     return "|".join(re.escape(name) for name in names) if names else "(?!x)x"
 
 
+def _datasets_where(predicate):
+    """Names of the datasets whose source kind (a vis4mer.sources.Source class) and settings
+    satisfy `predicate`."""
+    return [name for name, ds in config["datasets"].items() if predicate(source_class(ds["source"]), ds)]
+
+
 DATASET_REGEX = _alternatives(config["datasets"])
-DEMO_DATASET_REGEX = _alternatives(n for n, d in config["datasets"].items() if d["source"] == "demo")
-# a model name, or name/seed_<n>: one run per seed (datasets.<name>.seeds, see datasets.smk)
-MODEL_REGEX = f"(?:{_alternatives(config['models'])})(?:/seed_-?[0-9]+)?"
+# a model name, or name/seed_<n>: one run per seed (datasets.<name>.seeds)
+MODEL_REGEX = f"(?:{_alternatives(config['models'])})(?:/{SEED_PREFIX}-?[0-9]+)?"
 TASK_REGEX = _alternatives(t for d in config["datasets"].values() for t in d["tasks"])
+GENERATED_DATASET_REGEX = _alternatives(_datasets_where(lambda kind, ds: kind.generated))
+SPLITS_RULE_DATASET_REGEX = _alternatives(_datasets_where(lambda kind, ds: kind.writes_splits))
+FETCHED_SPLITS_DATASET_REGEX = _alternatives(_datasets_where(lambda kind, ds: kind.fetch_checkpoint == "lvu_splits"))
+DOWNLOAD_DATASET_REGEX = _alternatives(_datasets_where(lambda kind, ds: kind.downloads))
+VIT_DATASET_REGEX = _alternatives(_datasets_where(lambda kind, ds: ds["features"]["family"] == "vit"))
+SWIN_DATASET_REGEX = _alternatives(_datasets_where(lambda kind, ds: ds["features"]["family"] == "swin"))
 
 
 def frames_output(path):
     """Frames shards are intermediate: temp() unless config keep_frames."""
     return path if config["keep_frames"] else temp(path)
-
-
-# ------------------------------------------------------------------------ config views
-
-
-def dataset_config(dataset):
-    return config["datasets"][dataset]
-
-
-def task_config(dataset, task):
-    """The task's type and split-file columns (dataset defaults filled in)."""
-    ds = dataset_config(dataset)
-    if task not in ds["tasks"]:
-        raise WorkflowError(f"dataset {dataset!r} has no task {task!r} (tasks: {sorted(ds['tasks'])})")
-    spec = ds["tasks"][task]
-    if ds["source"] in SOURCE_KINDS:  # split files of the splits rule (final targets); the whole class-id space
-        return {
-            "type": spec["type"],
-            "id_column": "youtube_id",
-            "label_column": "class_id",
-            "label_transform": {},
-            **source_task_extras(dataset, task),
-        }
-    return {
-        "type": spec["type"],
-        "id_column": spec.get("id_column", ds["id_column"]),
-        "label_column": spec.get("label_column", ds["label_column"]),
-        "label_transform": dict(spec.get("label_transform", {})),
-    }
-
-
-def backbone_of(dataset):
-    return dataset_config(dataset)["features"]["backbone"]
-
-
-def model_config(model):
-    """The model section of the config with its defaults, as train.py's ModelSpec
-    (`model` may be a {model} wildcard name/seed_<n>)."""
-    spec = config["models"][run_model(model)]
-    return {
-        "arch": spec["arch"],
-        "d_model": spec["d_model"],
-        "n_layers": spec["n_layers"],
-        "dropout": spec["dropout"],
-        "kwargs": dict(spec["kwargs"]),
-    }
-
-
-def training_config(wildcards=None):
-    """Result-affecting training settings (params: changing one re-trains): the top-level
-    'training', with the dataset's overrides and the run's seed when given its wildcards."""
-    training = {key: value for key, value in config["training"].items() if key not in NOT_PARAMS_TRAINING}
-    if wildcards is None:
-        return {**training, "seed": config["seed"]}
-    seed = run_seed(wildcards.model)
-    return {
-        **training,
-        **dataset_config(wildcards.dataset).get("training", {}),
-        "seed": config["seed"] if seed is None else seed,
-    }
 
 
 def attempt_scaled(rule, resource):
@@ -165,69 +102,45 @@ def attempt_scaled(rule, resource):
     return scaled
 
 
-def evaluation_config(dataset):
-    """The top-level 'evaluation' with the dataset's overrides."""
-    return {**config["evaluation"], **dataset_config(dataset).get("evaluation", {})}
+# ------------------------------------------------------------------------ sources and plans
 
 
-# ------------------------------------------------------------------------ splits and shards
-
-
-def split_file(dataset, task, split):
-    ds = dataset_config(dataset)
-    if ds["source"] != "local":  # demo: generated; lvu, breakfast, coin: rule splits
-        return f"{RESULTS}/{dataset}/splits/{task}/{split}.csv"
-    return os.path.join(ds["split_dir"], task, f"{split}.csv")
-
-
-def split_files(dataset):
-    """(split file, id column, label column) for every task and split of the dataset."""
-    return [
-        (split_file(dataset, task, split), task_config(dataset, task)["id_column"], task_config(dataset, task)["label_column"])
-        for task in dataset_config(dataset)["tasks"]
-        for split in SPLITS
-    ]
+def dataset_config(dataset):
+    return config["datasets"][dataset]
 
 
 @lru_cache(maxsize=None)
-def local_video_ids(dataset):
-    """Union of the video ids in a local dataset's split files (read once per DAG build);
-    for lvu, breakfast and coin: the ids of their sources (datasets.smk)."""
-    if dataset_config(dataset)["source"] in SOURCE_KINDS:
-        return source_video_ids(dataset)
-    ids = set()
-    for path, id_column, label_column in split_files(dataset):
-        if not os.path.exists(path):
-            raise WorkflowError(
-                f"dataset {dataset!r}: split file {path} does not exist "
-                f"(expected <split_dir>/<task>/<split>.csv with split_dir={dataset_config(dataset)['split_dir']!r})"
-            )
-        try:
-            ids.update(row.video_id for row in read_split_csv(path, id_column, label_column))
-        except ValueError as error:
-            raise WorkflowError(f"dataset {dataset!r}: {error}") from error
-    if not ids:
-        raise WorkflowError(f"dataset {dataset!r}: the split files list no videos")
-    return tuple(sorted(ids))
-
-
-def n_shards(dataset):
+def source(dataset):
+    """The dataset's vis4mer.sources.Source, given the output of its kind's fetch checkpoint
+    when its files are fetched (LVU without split_dir): asking for it then waits for that
+    checkpoint. Its files are read once per DAG build."""
     ds = dataset_config(dataset)
-    if ds["source"] == "demo":
-        return math.ceil(ds["demo"]["n_videos"] / config["shard_size"])
-    return len(shard_groups(local_video_ids(dataset), config["shard_size"]))
-
-
-def shard_names(dataset):
-    return [f"{index:04d}" for index in range(n_shards(dataset))]
+    kind = source_class(ds["source"])
+    fetched = None
+    if kind.needs_fetch(ds):
+        fetched = str(getattr(checkpoints, kind.fetch_checkpoint).get(dataset=dataset).output[0])
+    return kind(dataset, ds, results=RESULTS, fetched=fetched)
 
 
 @lru_cache(maxsize=None)
-def _local_video_files(dataset):
-    from vis4mer.sources.local import resolve_videos
-
+def shard_plan(dataset):
+    """Which video ids each frames/features shard and each download shard of the dataset holds."""
     ds = dataset_config(dataset)
-    return resolve_videos(local_video_ids(dataset), ds["video_dir"], list(ds["video_extensions"]))
+    download_size = (ds["download"]["shard_size"] or config["shard_size"]) if source_class(ds["source"]).downloads else None
+    return ShardPlan.of(dataset, source(dataset).video_ids(), config["shard_size"], download_size)
+
+
+def shard_ids(wildcards):
+    """The video ids of the {shard} of the {dataset}."""
+    return shard_plan(wildcards.dataset).shard(int(wildcards.shard))
+
+
+def download_manifest(dataset, index):
+    return f"{RESULTS}/{dataset}/downloads/shard_{index:04d}.json"
+
+
+def download_manifests(dataset):
+    return [download_manifest(dataset, index) for index in range(len(shard_plan(dataset).download_shards))]
 
 
 @lru_cache(maxsize=None)
@@ -247,54 +160,131 @@ def checked_shard(path):
     return path
 
 
-# ------------------------------------------------------------------------ input functions
+def backbone_of(dataset):
+    return dataset_config(dataset)["features"]["backbone"]
+
+
+def check_backbone(wildcards):
+    if wildcards.backbone != backbone_of(wildcards.dataset):
+        raise WorkflowError(
+            f"features of dataset {wildcards.dataset!r} are configured for backbone {backbone_of(wildcards.dataset)!r}, "
+            f"not {wildcards.backbone!r} (datasets.{wildcards.dataset}.features.backbone)"
+        )
+
+
+# ------------------------------------------------------------------------ per-run settings
+
+
+def task_config(dataset, task):
+    """What train and evaluate need to read the task's split files (vis4mer.sources.Source.task_settings)."""
+    return source(dataset).task_settings(task)
+
+
+def model_config(model):
+    """The model section of the config with its defaults, as train.py's ModelSpec
+    (`model` may be a {model} wildcard name/seed_<n>)."""
+    return model_settings(config, model)
+
+
+def training_config(wildcards):
+    """Result-affecting training settings (params: changing one re-trains): the top-level
+    'training' with the dataset's overrides, and the run's seed."""
+    training = {key: value for key, value in dataset_training(config, wildcards.dataset).items() if key not in LAUNCH_SETTINGS}
+    seed = parse_run(wildcards.model)[1]
+    return {**training, "seed": config["seed"] if seed is None else seed}
+
+
+def evaluation_config(dataset):
+    return dataset_evaluation(config, dataset)
+
+
+def run_splits(wildcards):
+    return {split: source(wildcards.dataset).split_file(wildcards.task, split) for split in SPLITS}
+
+
+def run_files(dataset, name):
+    """One file of every (task, model[, seed]) run of a dataset, in config order."""
+    ds = dataset_config(dataset)
+    return [f"{RESULTS}/{dataset}/{task}/{run}/{name}" for task in ds["tasks"] for run in run_names(ds)]
+
+
+# ------------------------------------------------------------------------ rules splits, download
+
+
+def splits_input(wildcards):
+    return source(wildcards.dataset).split_inputs(wildcards.task)
+
+
+def splits_params(wildcards):
+    return source(wildcards.dataset).split_arguments(wildcards.task)
+
+
+def download_params(wildcards):
+    ds = dataset_config(wildcards.dataset)
+    try:
+        ids = shard_plan(wildcards.dataset).download_shard(int(wildcards.shard))
+    except IndexError as error:
+        raise WorkflowError(str(error)) from None
+    sources = download_sources(ds["download"])
+    return {
+        "ids": list(ids),
+        "video_dir": ds["download"]["video_dir"] or f"data/{wildcards.dataset}/videos",
+        "local_dirs": list(ds["download"]["local_dirs"]) if "local" in sources else [],
+        "network": "youtube" in sources,
+        "url_template": ds["download"]["url_template"],
+        "state": f"{RESULTS}/{wildcards.dataset}/downloads/.state/shard_{wildcards.shard}.json",
+    }
+
+
+# ------------------------------------------------------------------------ rules frames, features, features_swin
+
+
+def _shard_videos(wildcards):
+    """Inputs of a job reading the videos of a shard: its download manifests, or its video files."""
+    dataset, index = wildcards.dataset, int(wildcards.shard)
+    try:
+        ids = shard_plan(dataset).shard(index)
+    except IndexError as error:
+        raise WorkflowError(str(error)) from None
+    if source(dataset).downloads:
+        return {"downloads": [download_manifest(dataset, j) for j in shard_plan(dataset).downloads_of(index)]}
+    return {"videos": source(dataset).video_inputs(ids)}
+
+
+def _planned_videos(wildcards):
+    """Params of a job reading the videos of a shard: its ids, the files known now and why
+    the others have none (downloaded datasets: read from the manifests by the job)."""
+    src, ids = source(wildcards.dataset), shard_ids(wildcards)
+    params = {"ids": list(ids)}
+    if not src.downloads:
+        params["videos"], params["missing"] = src.video_files(ids)
+    if ranges := src.ranges(ids):
+        params["ranges"] = ranges
+    return params
 
 
 def frames_input(wildcards):
-    """Split files (they define the shard's ids) and the videos of the shard."""
-    ds = dataset_config(wildcards.dataset)
-    index = int(wildcards.shard)
-    if index >= n_shards(wildcards.dataset):
-        raise WorkflowError(f"dataset {wildcards.dataset!r} has {n_shards(wildcards.dataset)} shards, not shard {wildcards.shard}")
-    inputs = {"splits": sorted({path for path, _, _ in split_files(wildcards.dataset)})}
-    if ds["source"] == "demo":
-        inputs["videos"] = f"{RESULTS}/{wildcards.dataset}/videos"
-    elif ds["source"] in SOURCE_KINDS:
-        inputs.update(source_frames_input(wildcards.dataset, index))
-    else:
-        group = shard_groups(local_video_ids(wildcards.dataset), config["shard_size"])[index]
-        files = _local_video_files(wildcards.dataset)
-        # only existing files: a missing video is skipped (and reported) by the frames stage
-        inputs["videos"] = [str(files[vid]) for vid in group if files[vid].exists()]
-    return inputs
+    return {**_shard_videos(wildcards), **source(wildcards.dataset).frames_inputs()}
 
 
 def frames_params(wildcards):
     ds = dataset_config(wildcards.dataset)
     params = {
-        "dataset": wildcards.dataset,
         "shard_index": int(wildcards.shard),
-        "n_shards": n_shards(wildcards.dataset),
-        "shard_size": config["shard_size"],
-        "split_files": [[path, id_column, label_column] for path, id_column, label_column in split_files(wildcards.dataset)],
-        "video_dir": f"{RESULTS}/{wildcards.dataset}/videos" if ds["source"] == "demo" else ds.get("video_dir", ""),
-        "video_extensions": ["mp4"] if ds["source"] == "demo" else list(ds["video_extensions"]),
+        "n_shards": len(shard_plan(wildcards.dataset)),
+        **_planned_videos(wildcards),
         "fps": ds["frames"]["fps"],
         "size": ds["frames"]["size"],
         "decoder": ds["frames"]["decoder"],
     }
-    if ds["source"] in SOURCE_KINDS:
-        params.update(source_frames_params(wildcards.dataset, int(wildcards.shard)))
+    keep_last_s = source(wildcards.dataset).keep_last_s(shard_ids(wildcards))
+    if keep_last_s is not None:
+        params["keep_last_s"] = keep_last_s
     return params
 
 
 def features_input(wildcards):
-    configured = backbone_of(wildcards.dataset)
-    if wildcards.backbone != configured:
-        raise WorkflowError(
-            f"features of dataset {wildcards.dataset!r} are configured for backbone {configured!r}, "
-            f"not {wildcards.backbone!r} (datasets.{wildcards.dataset}.features.backbone)"
-        )
+    check_backbone(wildcards)
     inputs = {"frames": checked_shard(f"{RESULTS}/{wildcards.dataset}/frames/shard_{wildcards.shard}.h5")}
     weights_file = dataset_config(wildcards.dataset)["features"]["checkpoint"]
     if weights_file:
@@ -316,22 +306,43 @@ def features_params(wildcards):
     return params
 
 
+def features_swin_input(wildcards):
+    check_backbone(wildcards)
+    inputs = _shard_videos(wildcards)
+    weights_file = dataset_config(wildcards.dataset)["features"]["checkpoint"]
+    if weights_file:
+        inputs["checkpoint"] = weights_file
+    return inputs
+
+
+def features_swin_params(wildcards):
+    ds = dataset_config(wildcards.dataset)
+    ids = shard_ids(wildcards)
+    roles = source(wildcards.dataset).roles()
+    limits = ds["features"]["max_segments"]
+    planned = _planned_videos(wildcards)
+    params = {
+        "backbone": ds["features"]["backbone"],
+        "checkpoint": ds["features"]["checkpoint"],
+        "size": ds["frames"]["size"],
+        "ids": planned.pop("ids"),
+        "max_segments": {v: limits["train"] if roles[v] == "train" else limits["test"] for v in ids},
+        **planned,
+    }
+    if not ds["features"]["checkpoint"]:
+        params["init_seed"] = config["seed"]  # the same random network in every shard's job
+    return params
+
+
 def feature_shards(wildcards):
     dataset = wildcards.dataset
     return [
         checked_shard(f"{RESULTS}/{dataset}/features/{backbone_of(dataset)}/shard_{name}.h5")
-        for name in shard_names(dataset)
+        for name in shard_plan(dataset).names()
     ]
 
 
-def run_splits(wildcards):
-    return {split: split_file(wildcards.dataset, wildcards.task, split) for split in SPLITS}
-
-
-def run_files(dataset, name):
-    """One file of every (task, model[, seed]) run of a dataset, in config order."""
-    ds = dataset_config(dataset)
-    return [f"{RESULTS}/{dataset}/{task}/{run}/{name}" for task in ds["tasks"] for run in run_names(dataset)]
+# ------------------------------------------------------------------------ rule aggregate, all
 
 
 def aggregate_input(wildcards):
@@ -343,12 +354,17 @@ def aggregate_input(wildcards):
             f"{RESULTS}/{wildcards.dataset}/{task}/{run}/confusion.png"
             for task, spec in ds["tasks"].items()
             if spec["type"] == "classification"
-            for run in run_names(wildcards.dataset)
+            for run in run_names(ds)
         ],
     }
-    if ds["source"] in DOWNLOAD_KINDS:
+    if source_class(ds["source"]).downloads:
         inputs["downloads"] = download_manifests(wildcards.dataset)  # coverage in all.json
     return inputs
+
+
+def aggregate_info(wildcards):
+    """What all.json reports beside the metrics (vis4mer.sources.Source.summary_info)."""
+    return source(wildcards.dataset).summary_info()
 
 
 def all_targets():

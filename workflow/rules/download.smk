@@ -1,4 +1,5 @@
-# Stage 1 of the lvu and coin datasets: the videos, with yt-dlp (vis4mer.download.download_shard).
+# Stage 1 of the downloaded datasets (lvu, coin: their video ids are YouTube ids): the
+# videos, with yt-dlp (vis4mer.download.download_shard).
 #
 # One job per shard of video ids (the sorted ids of the dataset cut into chunks of
 # download.shard_size, by default shard_size), never one per video. A job writes

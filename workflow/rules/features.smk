@@ -1,5 +1,9 @@
-# Stage 3: features. Per shard, the backbone's tokens of every frame (float16
-# [T, tokens, dim]); videos skipped when decoding stay skipped, with their reason.
+# Stage 3: features, results/<dataset>/features/<backbone>/shard_<i>.h5, by one of two rules
+# (features.family): features (vit) from the frames shards, features_swin (swin) straight
+# from the videos.
+#
+# features: per shard, the backbone's tokens of every frame (float16 [T, tokens, dim]);
+# videos skipped when decoding stay skipped, with their reason.
 
 
 rule features:
@@ -8,7 +12,7 @@ rule features:
     output:
         "results/{dataset}/features/{backbone}/shard_{shard}.h5",
     wildcard_constraints:
-        dataset=VIT_DATASET_REGEX,  # features.family vit; swin: rule features_swin (swin.smk)
+        dataset=VIT_DATASET_REGEX,  # features.family vit; swin: rule features_swin (below)
     params:
         features=features_params,
     log:
@@ -24,3 +28,38 @@ rule features:
         "../../envs/video.yaml"
     script:
         "../scripts/features.py"
+
+
+# features_swin (features.family: swin): per shard, the clip features of
+# each video straight from the video file (vis4mer.swin.extract_swin_features_to_shard),
+# no frames stage. A feature "frame" is one segment of 32 consecutive frames, with
+# (frames.size/32)^2 tokens (Swin-B at 224 px: 49 x 1024); at most
+# features.max_segments.train segments per training video (ViS4mer: 512 Breakfast, 256
+# COIN) and max_segments.test per other video (64), spread uniformly over the video, or
+# over COIN's annotated range. Training windows (training.window_frames) then count
+# segments: 64 segments x 49 tokens = l_max 3136. Videos without a file are recorded as
+# skipped, with the reason (download message, or the missing path).
+
+
+rule features_swin:
+    input:
+        unpack(features_swin_input),
+    output:
+        "results/{dataset}/features/{backbone}/shard_{shard}.h5",
+    wildcard_constraints:
+        dataset=SWIN_DATASET_REGEX,
+    params:
+        swin=features_swin_params,
+    log:
+        "logs/{dataset}/features/{backbone}/shard_{shard}.log",
+    benchmark:
+        "benchmarks/{dataset}/features/{backbone}/shard_{shard}.tsv"
+    threads: config["runtime"]["threads"]["features"]
+    resources:
+        gpu=1,
+        mem_mb=attempt_scaled("features", "mem_mb"),
+        runtime=attempt_scaled("features", "runtime"),
+    conda:
+        "../../envs/swin.yaml"
+    script:
+        "../scripts/features_swin.py"

@@ -21,7 +21,7 @@ def main():
     from vis4mer.download import DEFAULT_FORMAT, download_shard
 
     p = snakemake.params.download
-    options = snakemake.config["datasets"][snakemake.wildcards.dataset].get("download", {})
+    options = snakemake.config["datasets"][snakemake.wildcards.dataset]["download"]
     state = Path(p["state"])
     state.parent.mkdir(parents=True, exist_ok=True)
     logger.info(
@@ -33,13 +33,13 @@ def main():
         state,
         url_template=p["url_template"],
         local_dirs=p["local_dirs"],
-        format=options.get("format") or DEFAULT_FORMAT,
-        retries=options.get("retries", 3),
-        backoff_s=options.get("backoff_s", 5.0),
-        rate_limit=options.get("rate_limit"),
-        cookies=options.get("cookies"),
-        sleep_between_s=options.get("sleep_between_s", 0.0),
-        socket_timeout_s=options.get("socket_timeout_s", 30.0),
+        format=options["format"] or DEFAULT_FORMAT,
+        retries=options["retries"],
+        backoff_s=options["backoff_s"],
+        rate_limit=options["rate_limit"],
+        cookies=options["cookies"],
+        sleep_between_s=options["sleep_between_s"],
+        socket_timeout_s=options["socket_timeout_s"],
         network=p["network"],
     )
     with atomic_path(snakemake.output[0]) as tmp:

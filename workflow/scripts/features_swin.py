@@ -1,7 +1,5 @@
 """Rule features_swin: Video Swin clip features of the videos of one shard (vis4mer.swin)."""
 
-from pathlib import Path
-
 from _common import run_logged, runtime, set_threads, start
 
 snakemake = snakemake  # noqa: F821 (injected by Snakemake)
@@ -9,17 +7,15 @@ logger = start(snakemake, "features_swin")
 
 
 def main():
-    from vis4mer.sources import videos_from_manifests
+    from vis4mer.sources import shard_videos
     from vis4mer.swin import extract_swin_features_to_shard
     from vis4mer.devices import resolve_device
 
     set_threads(snakemake.threads)
     p = snakemake.params.swin
-    if "downloads" in snakemake.input.keys():
-        videos, missing = videos_from_manifests(p["ids"], list(snakemake.input.downloads))
-    else:
-        videos, missing = {v: Path(path) for v, path in p["videos"].items()}, dict(p["missing"])
-    ranges = {v: tuple(r) for v, r in p.get("ranges", {}).items() if v in videos} if "ranges" in p else None
+    manifests = list(snakemake.input.downloads) if "downloads" in snakemake.input.keys() else None
+    videos, missing = shard_videos(p["ids"], p, manifests)
+    ranges = {v: tuple(r) for v, r in p["ranges"].items() if v in videos} if "ranges" in p else None
     device = resolve_device(runtime(snakemake)["device"])
     logger.info(
         "backbone %s (size %s), checkpoint %s, device %s: %d videos, %d without a file",

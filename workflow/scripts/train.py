@@ -23,6 +23,7 @@ logger = start(snakemake, "train")
 
 def main():
     from vis4mer.checkpoint import inference_metadata
+    from vis4mer.config import dataset_evaluation
     from vis4mer.labels import read_task_rows
     from vis4mer.sources import class_rows
     from vis4mer.training import ModelSpec, NonFiniteLossError, RunOptions, TrainOutputs, TrainSettings, train_model
@@ -42,11 +43,10 @@ def main():
     outputs = TrainOutputs(snakemake.output.best, snakemake.output.last, snakemake.output.log, snakemake.output.curve, state_dir)
     n_processes = gpus_requested(snakemake)
     # what `vis4mer predict` reads back (frames settings that differ re-run frames -> features -> train)
-    dataset = snakemake.config["datasets"][snakemake.wildcards.dataset]
-    evaluation = {**snakemake.config.get("evaluation", {}), **dataset.get("evaluation", {})}  # the dataset's overrides win
+    dataset = snakemake.wildcards.dataset
     for_inference = inference_metadata(
-        frames=dataset.get("frames", {}),
-        eval_stride_frames=evaluation.get("eval_stride_frames", 1),
+        frames=snakemake.config["datasets"][dataset]["frames"],
+        eval_stride_frames=dataset_evaluation(snakemake.config, dataset)["eval_stride_frames"],
         # lvu: the split files hold the final targets; task["target"] says how they derive from the raw columns
         target=task.get("target") or {"label_column": task["label_column"], "label_transform": task.get("label_transform")},
     )

@@ -1,65 +1,48 @@
-"""The benchmarks of the paper (LVU, Breakfast, COIN) in the one form the pipeline stages share.
+"""Dataset kinds ("sources"): one module per kind behind one interface, and their registry.
 
-After the split files, the stages (frames, features, train, evaluate) only know split files
-in the LVU layout (``<task>/{train,val,test}.csv``, see vis4mer.sources.splits) and a set of video ids.
-This module reads each benchmark with its own loader (vis4mer.sources.lvu, vis4mer.sources.breakfast,
-vis4mer.sources.coin) into that form:
+A dataset of the pipeline (config ``datasets.<name>``) names its kind in ``source``. Each kind
+is one module of this package whose ``SOURCE`` is a :class:`Source` subclass:
 
-- per task, the train/val/test rows (SplitRow: video id, target, class name) with the target
-  as the loader computes it: classification keeps the files' class ids; LVU regression uses
-  the paper's targets (vis4mer.sources.lvu: 10 x like ratio, log views, each minus its mean);
-- per task, the class names indexed by class id: the task's whole class-id space, including
-  ids that no split contains (LVU director and writer; small COIN subsets);
-- per video, its role (``train`` if it is a training video of some task, else ``test``: it
-  decides the number of Video Swin segments) and, where known, its file (Breakfast) or its
-  annotated time range (COIN).
+    demo        vis4mer.sources.demo       the synthetic order task (vis4mer.demo_data), generated
+                                           by the rule demo_videos
+    local       vis4mer.sources.local      videos <video_dir>/<id>.<ext>, split files
+                                           <split_dir>/<task>/{train,val,test}.csv read in place
+    lvu         vis4mer.sources.lvu        LVU 1.0 (split files read or fetched; videos downloaded)
+    breakfast   vis4mer.sources.breakfast  Breakfast Actions (videos found in video_dir)
+    coin        vis4mer.sources.coin       COIN (COIN.json; videos downloaded; annotated ranges)
 
-Validation split of Breakfast and COIN. The paper reports train and test results only, and
-the reference code selected its model on the test set. Two strategies (``validation``):
+A source object (:func:`open_source`) answers, for the stages and without Snakemake: the video
+ids, the split rows and settings of each task, which videos have a file and why the others
+have none, time ranges, roles (training video or not), the split files and what writes them,
+and the notes for all.json. The kind's class attributes say how its data arrives (downloads,
+split files written by the rule splits, a generated dataset). Benchmarks with their own
+loader (lvu, breakfast, coin) produce a :class:`SourceData` in one common form: per task the
+train/val/test rows with the targets as the loader computes them (LVU regression: the
+paper's targets) and the whole class-id space (ids no split contains included); per video
+its role and, where known, its file (Breakfast) or annotated range (COIN).
 
-- ``holdout`` (default): a seeded `fraction` of the training videos becomes the validation
-  split and is not trained on. Breakfast holds out whole participants (every camera of a
-  participant films the same scene, so holding out single videos would leak that scene into
-  training); COIN holds out videos stratified by class (round(fraction x n) of a class's n
-  training videos, at least one where n >= 2, never all of them).
-- ``test``: the test split doubles as the validation split, as in the reference code. The
-  test numbers are then those of the model selected on the test set (optimistic); all.json
-  records the strategy so such numbers are never mistaken for held-out ones.
+Adding a kind: a module ``vis4mer/sources/<kind>.py`` with ``SOURCE = <its Source class>``,
+its name in KINDS, and its block in workflow/schemas/config.schema.yaml.
 """
 
 from __future__ import annotations
 
-import math
-import re
+import importlib
+import os
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, ClassVar, Iterable, Iterator, Mapping, Sequence
 
-import numpy as np
+from vis4mer.download import read_manifest
+from vis4mer.sources.splits import ID_COLUMN, LABEL_COLUMN, SPLITS, SplitRow, write_split_csv
 
-from vis4mer.sources import breakfast, coin, lvu
-from vis4mer._logging import logger
-from vis4mer.sources.splits import SplitRow, write_split_csv
-
-SPLITS = ("train", "val", "test")
-VALIDATION_STRATEGIES = ("holdout", "test")
-
-# ViS4mer's test results (top-1 accuracy, %) on the long-video benchmarks other than LVU
-# (LVU: vis4mer.sources.lvu.TASKS[task].paper_result). Islam & Bertasius, ECCV 2022.
-PAPER_RESULTS = {"breakfast": 88.17, "coin": 88.41}
+KINDS = ("demo", "local", "lvu", "breakfast", "coin")
 PAPER = "ViS4mer (Islam & Bertasius, ECCV 2022)"
 
-# The LVU regression targets (as vis4mer.sources.lvu computes them) written as the label transform of
-# vis4mer.labels.read_task_rows on the raw columns of the LVU split files. The split files of
-# the pipeline hold the final targets; this says how they derive from the raw quantities, for
-# tools that map predictions back (vis4mer.predict).
-LVU_TARGETS = {
-    "like_ratio": {
-        "label_column": "like_count",
-        "label_transform": {"ratio_with": "dislike_count", "scale": 10.0, "offset": -lvu.LIKE_RATIO_MEAN},
-    },
-    "view_count": {"label_column": "view_count", "label_transform": {"log": True, "offset": -lvu.LOG_VIEW_COUNT_MEAN}},
-}
+
+class SourceError(ValueError):
+    """A dataset's source files cannot be read; the message names the dataset and its config key."""
 
 
 @dataclass(frozen=True)
@@ -89,202 +72,249 @@ class SourceData:
     notes: dict[str, Any] = field(default_factory=dict)  # e.g. the validation strategy
 
 
-def _token(name: str) -> str:
-    """A class name as one whitespace-free field of a split file."""
-    return re.sub(r"\s+", "_", name.strip()) or "-"
-
-
-def _roles(tasks: Mapping[str, TaskData]) -> dict[str, str]:
+def roles(tasks: Mapping[str, TaskData]) -> dict[str, str]:
     """{video id: "train" if it is in a train split of some task, else "test"}, sorted by id."""
     every = {row.video_id for data in tasks.values() for rows in data.splits.values() for row in rows}
     train = {row.video_id for data in tasks.values() for row in data.splits["train"]}
     return {video_id: "train" if video_id in train else "test" for video_id in sorted(every)}
 
 
-# ----------------------------------------------------------------------------------- LVU
+class Source:
+    """A dataset of one kind: `name` (its key under ``datasets``) and `settings` (that config
+    section, validated, schema defaults filled in). Files are read when first needed, once.
 
-
-def lvu_source(split_dir, tasks: Iterable[str]) -> SourceData:
-    """The given LVU tasks from an lvu_1.0 directory (targets and class ids as vis4mer.sources.lvu reads them)."""
-    data = {}
-    for task in tasks:
-        spec = lvu.task_spec(task)
-        splits = {
-            split: [
-                SplitRow(e.video_id, e.target, None if e.label_name is None else _token(e.label_name))
-                for e in lvu.read_task_split(split_dir, task, split)
-            ]
-            for split in SPLITS
-        }
-        names = [_token(name) for name in lvu.label_names(split_dir, task)] if spec.kind == "classification" else []
-        data[task] = TaskData(spec.kind, splits, names)
-    if not data:
-        raise ValueError("no LVU task given")
-    videos = {video_id: VideoInfo(role) for video_id, role in _roles(data).items()}
-    return SourceData(data, videos, {"targets": "vis4mer.sources.lvu (classification: class ids of the files; regression: the paper's targets)"})
-
-
-# ----------------------------------------------------------------------------- validation
-
-
-def _check_validation(validation: Mapping[str, Any]) -> tuple[str, float, int]:
-    strategy = validation.get("strategy", "holdout")
-    fraction = float(validation.get("fraction", 0.1))
-    seed = int(validation.get("seed", 0))
-    if strategy not in VALIDATION_STRATEGIES:
-        raise ValueError(f"validation strategy {strategy!r} is not one of {VALIDATION_STRATEGIES}")
-    if not 0 < fraction < 1:
-        raise ValueError(f"validation fraction must be in (0, 1), got {fraction}")
-    return strategy, fraction, seed
-
-
-def holdout_by_group(rows: Sequence[SplitRow], groups: Mapping[str, str], fraction: float, seed: int):
-    """(train rows, val rows): whole groups (e.g. participants), in a seeded order, are held
-    out until at least `fraction` of the rows are; at least one group on each side."""
-    names = sorted({groups[row.video_id] for row in rows})
-    if len(names) < 2:
-        raise ValueError(f"a validation holdout by group needs at least 2 groups in the training split, found {names}")
-    order = [names[i] for i in np.random.default_rng(seed).permutation(len(names))]
-    sizes = {name: sum(groups[row.video_id] == name for row in rows) for name in names}
-    held, count = set(), 0
-    for name in order[:-1]:
-        if count >= fraction * len(rows) and held:
-            break
-        held.add(name)
-        count += sizes[name]
-    return [r for r in rows if groups[r.video_id] not in held], [r for r in rows if groups[r.video_id] in held]
-
-
-def holdout_by_class(rows: Sequence[SplitRow], fraction: float, seed: int):
-    """(train rows, val rows): per class, round(fraction x n) of its n rows (at least 1 when
-    n >= 2, never all), chosen in a seeded order; rows keep their input order."""
-    rng = np.random.default_rng(seed)
-    by_class: dict[Any, list[SplitRow]] = {}
-    for row in rows:
-        by_class.setdefault(row.label, []).append(row)
-    held: set[str] = set()
-    for label in sorted(by_class):
-        members = sorted(by_class[label], key=lambda r: r.video_id)
-        n = len(members)
-        k = 0 if n < 2 else min(n - 1, max(1, math.floor(fraction * n + 0.5)))
-        held.update(members[i].video_id for i in rng.permutation(n)[:k])
-    return [r for r in rows if r.video_id not in held], [r for r in rows if r.video_id in held]
-
-
-def _with_validation(train, test, validation, groups=None) -> tuple[dict[str, list[SplitRow]], dict[str, Any]]:
-    strategy, fraction, seed = _check_validation(validation)
-    if strategy == "test":
-        note = {
-            "strategy": "test",
-            "description": "the test split is also the validation split (model selection on the test set, "
-            "as the reference code did): test results are optimistic",
-        }
-        return {"train": list(train), "val": list(test), "test": list(test)}, note
-    if groups is not None:
-        kept, val = holdout_by_group(train, groups, fraction, seed)
-        held_groups = sorted({groups[r.video_id] for r in val})
-        description = f"participants {', '.join(held_groups)} of the training split held out ({len(val)} videos)"
-    else:
-        kept, val = holdout_by_class(train, fraction, seed)
-        held_groups = None
-        description = f"{len(val)} training videos held out, stratified by class"
-    if not val:
-        raise ValueError(
-            f"the validation holdout ({fraction:.0%} of {len(train)} training videos) is empty; "
-            "raise the fraction or use the strategy 'test'"
-        )
-    note = {"strategy": "holdout", "fraction": fraction, "seed": seed, "description": description, "n_val": len(val)}
-    if held_groups is not None:
-        note["held_out_groups"] = held_groups
-    return {"train": kept, "val": val, "test": list(test)}, note
-
-
-# ----------------------------------------------------------------------------- Breakfast
-
-
-def breakfast_source(
-    video_dir,
-    task: str,
-    lists_dir=None,
-    train_participants: tuple[int, int] = breakfast.TRAIN_PARTICIPANTS,
-    test_participants: tuple[int, int] = breakfast.TEST_PARTICIPANTS,
-    validation: Mapping[str, Any] | None = None,
-) -> SourceData:
-    """Breakfast activity classification (one task named `task`).
-
-    With `lists_dir`, ViS4mer's split lists ``<lists_dir>/{train,test}.csv`` define the
-    videos and splits; a listed video missing from `video_dir` is kept (it is recorded as
-    missing downstream). Without, every video found in `video_dir` is used and split by
-    participant number (inclusive ranges).
+    `results` is the pipeline's results folder; `fetched` the output of the kind's
+    `fetch_checkpoint` when the dataset needs it (:meth:`needs_fetch`).
     """
-    scanned = {example.video_id: example for example in breakfast.scan_breakfast(video_dir)}
-    if lists_dir is not None:
-        listed = {split: breakfast.read_breakfast_list(Path(lists_dir) / f"{split}.csv") for split in ("train", "test")}
-        if both := sorted({e.video_id for e in listed["train"]} & {e.video_id for e in listed["test"]}):
-            raise ValueError(f"{lists_dir}: videos in both train.csv and test.csv: {both[:5]}")
-        absent = sorted({e.video_id for examples in listed.values() for e in examples} - set(scanned))
-        if absent:
-            logger.warning("Breakfast: %d listed videos are not in %s (recorded as missing): %s", len(absent), video_dir, absent[:10])
-        unlisted = len(set(scanned) - {e.video_id for examples in listed.values() for e in examples})
-        if unlisted:
-            logger.info("Breakfast: %d videos of %s are in neither split list and are not used", unlisted, video_dir)
-        split_examples = listed
-        how = f"split lists {lists_dir}"
-    else:
-        split_examples = breakfast.split_breakfast(scanned.values(), tuple(train_participants), tuple(test_participants))
-        how = f"participants P{train_participants[0]:02d}-P{train_participants[1]:02d} train, P{test_participants[0]:02d}-P{test_participants[1]:02d} test"
-    rows = {split: [SplitRow(e.video_id, e.target, e.label_name) for e in examples] for split, examples in split_examples.items()}
-    for split in ("train", "test"):
-        if not rows[split]:
-            raise ValueError(f"Breakfast: the {split} split is empty ({how}, videos from {video_dir})")
-    participants = {e.video_id: e.participant for examples in split_examples.values() for e in examples}
-    splits, note = _with_validation(rows["train"], rows["test"], validation or {}, groups=participants)
-    data = {task: TaskData("classification", splits, list(breakfast.CLASSES))}
-    videos = {
-        video_id: VideoInfo(role, str(scanned[video_id].path) if video_id in scanned else None)
-        for video_id, role in _roles(data).items()
-    }
-    return SourceData(data, videos, {"splits": how, "validation": note})
+
+    kind: ClassVar[str]
+    downloads: ClassVar[bool] = False  # video ids are YouTube ids: the videos come from the download stage
+    writes_splits: ClassVar[bool] = False  # the rule splits writes results/<name>/splits/ from the source files
+    generated: ClassVar[bool] = False  # videos and split files are generated (rule demo_videos)
+    swin_features: ClassVar[bool] = True  # Video Swin features can be read from its video files
+    fetch_checkpoint: ClassVar[str | None] = None  # the checkpoint rule fetching its files, if it has one
+    files_key: ClassVar[str] = ""  # the config key(s) naming its files, for error messages
+
+    def __init__(self, name: str, settings: Mapping[str, Any], *, results="results", fetched: str | None = None):
+        self.name = name
+        self.settings = settings
+        self.results = Path(results)
+        self.fetched = fetched
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.name!r})"
+
+    # ------------------------------------------------------------------- config
+
+    @classmethod
+    def config_errors(cls, name: str, settings: Mapping[str, Any]) -> Iterator[str]:
+        """What is wrong with the dataset's settings beyond the schema, one message per
+        problem, each naming its key (``datasets.<name>...``)."""
+        for task, spec in settings["tasks"].items():
+            if spec.get("label_transform") and spec["type"] != "regression":
+                yield f"datasets.{name}.tasks.{task}.label_transform is for regression tasks only"
+
+    @classmethod
+    def needs_fetch(cls, settings: Mapping[str, Any]) -> bool:
+        """True when the files come from the kind's fetch_checkpoint (not configured)."""
+        return False
+
+    @classmethod
+    def paper_result(cls, task: str) -> dict[str, Any] | None:
+        """{"value", "metric", "unit", "source"} of ViS4mer's test result on `task`, or None."""
+        return None
+
+    # ------------------------------------------------------------------- the data
+
+    def read(self) -> SourceData:
+        """The dataset's SourceData (tasks, videos, notes), read from its files."""
+        raise NotImplementedError
+
+    @cached_property
+    def data(self) -> SourceData:
+        try:
+            return self.read()
+        except (OSError, ValueError) as error:
+            raise SourceError(f"dataset {self.name!r} ({self.kind}, see datasets.{self.name}.{self.files_key}): {error}") from error
+
+    def video_ids(self) -> tuple[str, ...]:
+        """Every video id of every task and split, sorted."""
+        return tuple(self.data.videos)
+
+    def tasks(self) -> dict[str, TaskData]:
+        return self.data.tasks
+
+    def videos(self) -> dict[str, VideoInfo]:
+        return self.data.videos
+
+    def notes(self) -> dict[str, Any]:
+        """What all.json records about the data (split protocol, validation strategy)."""
+        return self.data.notes
+
+    def task_settings(self, task: str) -> dict[str, Any]:
+        """What the train and evaluate stages need to read the task's split files: type,
+        id_column, label_column, label_transform, and where the source has them the class
+        names (the whole class-id space) and the regression target's derivation."""
+        raise NotImplementedError
+
+    def check_task(self, task: str) -> Mapping[str, Any]:
+        """The task's config section; a ValueError lists the tasks otherwise."""
+        tasks = self.settings["tasks"]
+        if task not in tasks:
+            raise ValueError(f"dataset {self.name!r} has no task {task!r} (tasks: {sorted(tasks)})")
+        return tasks[task]
+
+    # ------------------------------------------------------------------- videos
+
+    def missing_reason(self, video_id: str) -> str:
+        return f"no video file for {video_id} under {self.settings['video_dir']} (datasets.{self.name}.video_dir)"
+
+    def video_files(self, ids: Iterable[str]) -> tuple[dict[str, str], dict[str, str]]:
+        """({id: file} of the `ids` whose file is known now, {id: why not} of the others).
+        Only for kinds whose files are known when the DAG is built (not downloads)."""
+        if self.downloads:
+            raise TypeError(f"{self.kind} videos come from the download stage: read them from its manifests (videos_from_manifests)")
+        videos = self.videos()
+        found, missing = {}, {}
+        for video_id in ids:
+            path = videos[video_id].path
+            if path:
+                found[video_id] = path
+            else:
+                missing[video_id] = self.missing_reason(video_id)
+        return found, missing
+
+    def video_inputs(self, ids: Iterable[str]) -> list[str]:
+        """The files a stage reading these videos depends on (existing files only: a video
+        without one is recorded as skipped, with its reason, not waited for)."""
+        found, _ = self.video_files(ids)
+        return [path for path in found.values() if os.path.exists(path)]
+
+    def ranges(self, ids: Iterable[str]) -> dict[str, list[float | None]]:
+        """{id: [start, end]} in seconds of the `ids` that are used only in part (COIN)."""
+        videos = self.videos()
+        return {v: [videos[v].start, videos[v].end] for v in ids if videos[v].start is not None or videos[v].end is not None}
+
+    def keep_last_s(self, ids: Iterable[str]) -> dict[str, float] | None:
+        """{id: seconds} to keep at the end of each video (LVU's trim_preview), None when not trimming."""
+        return None
+
+    def roles(self) -> dict[str, str]:
+        """{id: "train" | "test"}: train for a video of some task's train split."""
+        return {video_id: info.role for video_id, info in self.videos().items()}
+
+    def frames_inputs(self) -> dict[str, str]:
+        """Files the frames stage depends on besides the videos (LVU durations)."""
+        return {}
+
+    # ------------------------------------------------------------------- split files
+
+    def split_file(self, task: str, split: str) -> str:
+        """Where the stages read the task's split file."""
+        return str(self.results / self.name / "splits" / task / f"{split}.csv")
+
+    def split_inputs(self, task: str) -> dict[str, Any]:
+        """The source files the rule splits reads for `task` (writes_splits kinds)."""
+        raise NotImplementedError(f"{self.kind} datasets have no splits rule")
+
+    def split_arguments(self, task: str) -> dict[str, Any]:
+        """The arguments of :func:`read_source` that write `task`'s split files (the params
+        of the rule splits: changing one rewrites them)."""
+        raise NotImplementedError(f"{self.kind} datasets have no splits rule")
+
+    # ------------------------------------------------------------------- all.json
+
+    def summary_info(self) -> dict[str, Any]:
+        """What all.json reports beside the metrics: source, seeds, paper numbers, notes,
+        and the unit of a feature frame for Video Swin features."""
+        info: dict[str, Any] = {"source": self.kind, "seeds": list(self.settings.get("seeds") or [])}
+        info["paper"] = {task: reference for task in self.settings["tasks"] if (reference := self.paper_result(task))}
+        if notes := self.notes():
+            info["notes"] = notes
+        if self.settings["features"]["family"] == "swin":
+            info["frame_unit"] = "segment of 32 frames (Video Swin); window_frames counts segments"
+        return info
 
 
-# ----------------------------------------------------------------------------------- COIN
+class Benchmark(Source):
+    """A benchmark read with its own loader (`read_source`): the rule splits writes its split
+    files in the common layout, with the targets and class ids the loader computes."""
+
+    writes_splits = True
+    single_task: ClassVar[bool] = False  # exactly one task, of type classification
+    paper_accuracy: ClassVar[float | None] = None  # ViS4mer's test accuracy (%) on its one task
+
+    @classmethod
+    def config_errors(cls, name, settings):
+        tasks = settings["tasks"]
+        for task, spec in tasks.items():
+            for column in ("id_column", "label_column", "label_transform"):
+                if column in spec:
+                    yield (
+                        f"datasets.{name}.tasks.{task}.{column}: not used with source {cls.kind} (targets and ids "
+                        f"come from vis4mer.sources.{cls.kind}); remove it"
+                    )
+        if cls.single_task and (len(tasks) != 1 or next(iter(tasks.values()))["type"] != "classification"):
+            yield f"datasets.{name}.tasks: {cls.kind} has exactly one task, of type classification (got {sorted(tasks)})"
+
+    @classmethod
+    def paper_result(cls, task):
+        if cls.paper_accuracy is None:
+            return None
+        return {"value": cls.paper_accuracy, "metric": "accuracy", "unit": "%", "source": f"{PAPER} ({cls.kind})"}
+
+    @classmethod
+    def read_source(cls, arguments: Mapping[str, Any]) -> SourceData:
+        """SourceData from :meth:`split_arguments`-style arguments."""
+        raise NotImplementedError
+
+    def arguments(self, tasks: Sequence[str]) -> dict[str, Any]:
+        """read_source's arguments for `tasks` (several only where the kind has several)."""
+        raise NotImplementedError
+
+    def read(self) -> SourceData:
+        return self.read_source(self.arguments(list(self.settings["tasks"])))
+
+    def split_arguments(self, task):
+        self.check_task(task)
+        return self.arguments([task])
+
+    def task_settings(self, task):
+        spec = self.check_task(task)
+        return {
+            "type": spec["type"],
+            "id_column": ID_COLUMN,
+            "label_column": LABEL_COLUMN,
+            "label_transform": {},
+            "label_names": list(self.data.tasks[task].label_names),
+        }
 
 
-def coin_source(annotations, task: str, validation: Mapping[str, Any] | None = None) -> SourceData:
-    """COIN task classification (one task named `task`) from COIN.json: recipe_type is the
-    class, the training/testing subsets the splits, start-end each video's range."""
-    subsets = coin.read_coin(annotations)
-    for split in ("train", "test"):
-        if not subsets[split]:
-            raise ValueError(f"{annotations}: no video of the {'training' if split == 'train' else 'testing'} subset")
-    rows = {split: [SplitRow(e.video_id, e.target, _token(e.label_name)) for e in examples] for split, examples in subsets.items()}
-    splits, note = _with_validation(rows["train"], rows["test"], validation or {})
-    data = {task: TaskData("classification", splits, [_token(name) for name in coin.class_names(subsets)])}
-    ranges = {e.video_id: coin.clip_range(e) for examples in subsets.values() for e in examples}
-    videos = {video_id: VideoInfo(role, None, *ranges[video_id]) for video_id, role in _roles(data).items()}
-    return SourceData(data, videos, {"splits": f"subsets of {annotations}", "validation": note})
+def source_class(kind: str) -> type[Source]:
+    """The Source class of a kind (its module is imported on first use)."""
+    if kind not in KINDS:
+        raise ValueError(f"unknown source {kind!r}; expected one of {', '.join(KINDS)}")
+    return importlib.import_module(f"vis4mer.sources.{kind}").SOURCE
+
+
+def open_source(name: str, settings: Mapping[str, Any], **options) -> Source:
+    """The source of dataset `name` (`settings`: its validated config section); `options`:
+    Source's `results` and `fetched`."""
+    return source_class(settings["source"])(name, settings, **options)
 
 
 def read_source(arguments: Mapping[str, Any]) -> SourceData:
-    """SourceData from a dict naming the source and its loader's arguments (the workflow's form):
-    {"source": "lvu", "split_dir", "tasks"} | {"source": "breakfast", "video_dir", "task",
-    "lists_dir", "train_participants", "test_participants", "validation"} |
-    {"source": "coin", "annotations", "task", "validation"}."""
-    source = arguments["source"]
-    if source == "lvu":
-        return lvu_source(arguments["split_dir"], arguments["tasks"])
-    if source == "breakfast":
-        return breakfast_source(
-            arguments["video_dir"],
-            arguments["task"],
-            arguments.get("lists_dir"),
-            tuple(arguments.get("train_participants", breakfast.TRAIN_PARTICIPANTS)),
-            tuple(arguments.get("test_participants", breakfast.TEST_PARTICIPANTS)),
-            arguments.get("validation"),
-        )
-    if source == "coin":
-        return coin_source(arguments["annotations"], arguments["task"], arguments.get("validation"))
-    raise ValueError(f"unknown source {source!r}; expected lvu, breakfast or coin")
+    """SourceData from a dict naming the source and its loader's arguments (the params of the
+    rule splits, :meth:`Benchmark.split_arguments`)."""
+    kind = source_class(arguments["source"])
+    if not issubclass(kind, Benchmark):
+        raise ValueError(f"source {arguments['source']!r} has no loader of its own; expected one of lvu, breakfast, coin")
+    return kind.read_source(arguments)
+
+
+def paper_result(kind: str, task: str) -> dict[str, Any] | None:
+    """{"value", "metric", "unit", "source"} of the paper's test result, or None."""
+    return source_class(kind).paper_result(task)
 
 
 # ----------------------------------------------------------------------------------- output
@@ -306,22 +336,9 @@ def class_rows(label_names: Sequence[str]) -> list[SplitRow]:
     return [SplitRow(f"<class {index}>", index, name) for index, name in enumerate(label_names)]
 
 
-def paper_result(source: str, task: str) -> dict[str, Any] | None:
-    """{"value", "metric", "unit", "source"} of the paper's test result, or None."""
-    if source == "lvu" and task in lvu.TASKS:
-        spec = lvu.TASKS[task]
-        unit = "%" if spec.metric == "accuracy" else "MSE (paper targets)"
-        return {"value": spec.paper_result, "metric": spec.metric, "unit": unit, "source": f"{PAPER}, Table 1 (LVU)"}
-    if source in PAPER_RESULTS:
-        return {"value": PAPER_RESULTS[source], "metric": "accuracy", "unit": "%", "source": f"{PAPER} ({source})"}
-    return None
-
-
 def videos_from_manifests(video_ids: Iterable[str], manifests: Iterable) -> tuple[dict[str, Path], dict[str, str]]:
     """({id: file} of the ids the download stage got, {id: why not} for the others) from
     download manifests (vis4mer.download); an id in no manifest is reported as such."""
-    from vis4mer.download import read_manifest
-
     records = {}
     for manifest in manifests:
         records.update(read_manifest(manifest))
@@ -335,3 +352,12 @@ def videos_from_manifests(video_ids: Iterable[str], manifests: Iterable) -> tupl
         else:
             missing[video_id] = f"download {record.status}: {record.message or 'no message'}"
     return videos, missing
+
+
+def shard_videos(ids: Sequence[str], planned: Mapping[str, Any], manifests: Sequence | None) -> tuple[dict[str, Path], dict[str, str]]:
+    """({id: file}, {id: why no file}) of a shard's videos for the frames and features
+    stages: from the download `manifests` when the dataset is downloaded, else as planned
+    (`planned["videos"]`, `planned["missing"]`, from :meth:`Source.video_files`)."""
+    if manifests is not None:
+        return videos_from_manifests(ids, manifests)
+    return {v: Path(path) for v, path in planned["videos"].items()}, dict(planned["missing"])

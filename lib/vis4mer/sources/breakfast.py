@@ -24,12 +24,17 @@ Split as in ViS4mer's lists: participants P03-P46 train (1357 videos), P47-P54 t
 from __future__ import annotations
 
 import csv
+import os
 import re
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Mapping
 
 from vis4mer._logging import logger
+from vis4mer.sources import Benchmark, SourceData, TaskData, VideoInfo, roles
+from vis4mer.sources.splits import SplitRow
+from vis4mer.sources.validation import with_validation
 
 ARCHIVE_DIR = "BreakfastII_15fps_qvga_sync"
 # Class id = index; the order of ViS4mer's split lists (checked against them in the tests).
@@ -205,3 +210,95 @@ def split_breakfast(
         if split is not None:
             splits[split].append(example)
     return splits
+
+
+# ----------------------------------------------------------------------------------- source
+
+
+def source_data(
+    video_dir,
+    task: str,
+    lists_dir=None,
+    train_participants: tuple[int, int] = TRAIN_PARTICIPANTS,
+    test_participants: tuple[int, int] = TEST_PARTICIPANTS,
+    validation: Mapping[str, Any] | None = None,
+) -> SourceData:
+    """Breakfast activity classification (one task named `task`) in the common form.
+
+    With `lists_dir`, ViS4mer's split lists ``<lists_dir>/{train,test}.csv`` define the
+    videos and splits; a listed video missing from `video_dir` is kept (it is recorded as
+    missing downstream). Without, every video found in `video_dir` is used and split by
+    participant number (inclusive ranges). The validation split per `validation`
+    (vis4mer.sources.validation: whole participants held out).
+    """
+    scanned = {example.video_id: example for example in scan_breakfast(video_dir)}
+    if lists_dir is not None:
+        listed = {split: read_breakfast_list(Path(lists_dir) / f"{split}.csv") for split in ("train", "test")}
+        if both := sorted({e.video_id for e in listed["train"]} & {e.video_id for e in listed["test"]}):
+            raise ValueError(f"{lists_dir}: videos in both train.csv and test.csv: {both[:5]}")
+        absent = sorted({e.video_id for examples in listed.values() for e in examples} - set(scanned))
+        if absent:
+            logger.warning("Breakfast: %d listed videos are not in %s (recorded as missing): %s", len(absent), video_dir, absent[:10])
+        unlisted = len(set(scanned) - {e.video_id for examples in listed.values() for e in examples})
+        if unlisted:
+            logger.info("Breakfast: %d videos of %s are in neither split list and are not used", unlisted, video_dir)
+        split_examples = listed
+        how = f"split lists {lists_dir}"
+    else:
+        split_examples = split_breakfast(scanned.values(), tuple(train_participants), tuple(test_participants))
+        how = f"participants P{train_participants[0]:02d}-P{train_participants[1]:02d} train, P{test_participants[0]:02d}-P{test_participants[1]:02d} test"
+    rows = {split: [SplitRow(e.video_id, e.target, e.label_name) for e in examples] for split, examples in split_examples.items()}
+    for split in ("train", "test"):
+        if not rows[split]:
+            raise ValueError(f"Breakfast: the {split} split is empty ({how}, videos from {video_dir})")
+    participants = {e.video_id: e.participant for examples in split_examples.values() for e in examples}
+    splits, note = with_validation(rows["train"], rows["test"], validation or {}, groups=participants)
+    data = {task: TaskData("classification", splits, list(CLASSES))}
+    videos = {
+        video_id: VideoInfo(role, str(scanned[video_id].path) if video_id in scanned else None)
+        for video_id, role in roles(data).items()
+    }
+    return SourceData(data, videos, {"splits": how, "validation": note})
+
+
+class BreakfastSource(Benchmark):
+    """Breakfast Actions: videos found in ``video_dir`` (their files known when the DAG is
+    built), split by ViS4mer's lists (``lists_dir``) or by participant ranges; one task."""
+
+    kind = "breakfast"
+    single_task = True
+    paper_accuracy = 88.17  # ViS4mer's test accuracy (%), Islam & Bertasius, ECCV 2022
+    files_key = "video_dir (or lists_dir)"
+
+    @classmethod
+    def read_source(cls, arguments):
+        return source_data(
+            arguments["video_dir"],
+            arguments["task"],
+            arguments["lists_dir"],
+            tuple(arguments["train_participants"]),
+            tuple(arguments["test_participants"]),
+            arguments["validation"],
+        )
+
+    def arguments(self, tasks):
+        (task,) = tasks
+        settings = self.settings
+        return {
+            "source": self.kind,
+            "video_dir": settings["video_dir"],
+            "task": task,
+            "lists_dir": settings["lists_dir"],
+            "train_participants": list(settings["train_participants"]),
+            "test_participants": list(settings["test_participants"]),
+            "validation": dict(settings["validation"]),
+        }
+
+    def split_inputs(self, task):
+        lists_dir = self.settings["lists_dir"]
+        if lists_dir:
+            return {"source": [os.path.join(lists_dir, f"{split}.csv") for split in ("train", "test")]}
+        return {"source": self.settings["video_dir"]}
+
+
+SOURCE = BreakfastSource

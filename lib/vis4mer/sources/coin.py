@@ -20,6 +20,11 @@ import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Mapping
+
+from vis4mer.sources import Benchmark, SourceData, TaskData, VideoInfo, roles
+from vis4mer.sources.splits import SplitRow, as_field
+from vis4mer.sources.validation import with_validation
 
 N_CLASSES = 180
 SUBSETS = {"training": "train", "testing": "test"}
@@ -108,3 +113,47 @@ def class_names(splits: dict[str, list[Example]]) -> list[str]:
     """Class names indexed by recipe_type (length N_CLASSES); ids no video has are ``class_<id>``."""
     names = {example.target: example.label_name for examples in splits.values() for example in examples}
     return [names.get(target, f"class_{target}") for target in range(N_CLASSES)]
+
+
+# ----------------------------------------------------------------------------------- source
+
+
+def source_data(annotations, task: str, validation: Mapping[str, Any] | None = None) -> SourceData:
+    """COIN task classification (one task named `task`) from COIN.json in the common form:
+    recipe_type is the class, the training/testing subsets the splits, start-end each video's
+    range; the validation split per `validation` (vis4mer.sources.validation: by class)."""
+    subsets = read_coin(annotations)
+    for split in ("train", "test"):
+        if not subsets[split]:
+            raise ValueError(f"{annotations}: no video of the {'training' if split == 'train' else 'testing'} subset")
+    rows = {split: [SplitRow(e.video_id, e.target, as_field(e.label_name)) for e in examples] for split, examples in subsets.items()}
+    splits, note = with_validation(rows["train"], rows["test"], validation or {})
+    data = {task: TaskData("classification", splits, [as_field(name) for name in class_names(subsets)])}
+    ranges = {e.video_id: clip_range(e) for examples in subsets.values() for e in examples}
+    videos = {video_id: VideoInfo(role, None, *ranges[video_id]) for video_id, role in roles(data).items()}
+    return SourceData(data, videos, {"splits": f"subsets of {annotations}", "validation": note})
+
+
+class CoinSource(Benchmark):
+    """COIN: the tasks of COIN.json (``annotations``), videos through the download stage,
+    features of each video's annotated range only; one task."""
+
+    kind = "coin"
+    downloads = True
+    single_task = True
+    paper_accuracy = 88.41  # ViS4mer's test accuracy (%), Islam & Bertasius, ECCV 2022
+    files_key = "annotations"
+
+    @classmethod
+    def read_source(cls, arguments):
+        return source_data(arguments["annotations"], arguments["task"], arguments["validation"])
+
+    def arguments(self, tasks):
+        (task,) = tasks
+        return {"source": self.kind, "annotations": self.settings["annotations"], "task": task, "validation": dict(self.settings["validation"])}
+
+    def split_inputs(self, task):
+        return {"source": self.settings["annotations"]}
+
+
+SOURCE = CoinSource

@@ -25,11 +25,16 @@ MSE is shift-invariant, so the paper's MSE numbers are in these units (like rati
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
-from typing import Callable, Literal
+from typing import Callable, Iterable, Literal
 
-SPLITS = ("train", "val", "test")
+from vis4mer.labels import LabelTransform
+from vis4mer.sources import PAPER, Benchmark, SourceData, TaskData, VideoInfo, roles
+from vis4mer.sources.splits import SPLITS, SplitRow, as_field
+
 DURATIONS_FILE = "lvu_durations.csv"
 
 CLASSIFICATION_COLUMNS = ("class_id", "class_name", "youtube_id", "imdb_id")
@@ -45,25 +50,12 @@ LIKE_RATIO_MEAN = 9.138220535629456  # mean of 10 * like / (like + dislike)
 LOG_VIEW_COUNT_MEAN = 11.76425435683139  # mean of ln(view_count)
 
 
-def like_ratio_from_counts(like_count: int, dislike_count: int) -> float:
-    """Like ratio in 0..10 units: ``10 * like / (like + dislike)``."""
-    return 10.0 * like_count / (like_count + dislike_count)
-
-
-def _like_ratio_target(ratio10: float) -> float:
-    return ratio10 - LIKE_RATIO_MEAN
-
-
-def _like_ratio_raw(target: float) -> float:
-    return target + LIKE_RATIO_MEAN
-
-
-def _view_count_target(views: float) -> float:
-    return math.log(views) - LOG_VIEW_COUNT_MEAN
-
-
-def _view_count_raw(target: float) -> float:
-    return math.exp(target + LOG_VIEW_COUNT_MEAN)
+# The regression targets, as LabelTransforms of the raw columns: the loader below applies them,
+# the pipeline records them in checkpoints, and vis4mer.predict inverts them.
+TARGETS = {
+    "like_ratio": LabelTransform("like_count", ratio_with="dislike_count", scale=10.0, offset=-LIKE_RATIO_MEAN),
+    "view_count": LabelTransform("view_count", log=True, offset=-LOG_VIEW_COUNT_MEAN),
+}
 
 
 @dataclass(frozen=True)
@@ -73,9 +65,10 @@ class TaskSpec:
     `n_outputs` is the model's output width: the number of classes (the task's declared
     class-id space, including ids absent from the files) or 1 for regression.
     `paper_result` is ViS4mer's test result: accuracy in percent for classification, MSE in
-    target units for regression. `target_from_raw` / `raw_from_target` map between the raw
-    quantity (like ratio in 0..10 units; view count) and the model target; they are None for
-    classification, whose target is the class id itself.
+    target units for regression. `target` is the regression target (TARGETS), None for
+    classification, whose target is the class id itself. `target_from_raw` /
+    `raw_from_target` map between the raw quantity as the reference code states it (like
+    ratio in 0..10 units, i.e. `raw_scale` x the target's ratio; view count) and the target.
     """
 
     name: str
@@ -84,8 +77,20 @@ class TaskSpec:
     metric: Literal["accuracy", "mse"]
     paper_result: float
     columns: tuple[str, ...]
-    target_from_raw: Callable[[float], float] | None = field(default=None, repr=False)
-    raw_from_target: Callable[[float], float] | None = field(default=None, repr=False)
+    target: LabelTransform | None = field(default=None, repr=False)
+    raw_scale: float = 1.0
+
+    @property
+    def target_from_raw(self) -> Callable[[float], float] | None:
+        if self.target is None:
+            return None
+        return lambda raw: float(self.target.from_quantity(raw / self.raw_scale))
+
+    @property
+    def raw_from_target(self) -> Callable[[float], float] | None:
+        if self.target is None:
+            return None
+        return lambda target: self.target.invert(target) * self.raw_scale
 
 
 def _classification(name: str, n_classes: int, paper_accuracy: float) -> TaskSpec:
@@ -105,12 +110,8 @@ TASKS: dict[str, TaskSpec] = {
     "writer": _classification("writer", 10, 48.80),
     "year": _classification("year", 9, 44.75),
     "genre": _classification("genre", 4, 54.71),
-    "like_ratio": TaskSpec(
-        "like_ratio", "regression", 1, "mse", 0.26, LIKE_RATIO_COLUMNS, _like_ratio_target, _like_ratio_raw
-    ),
-    "view_count": TaskSpec(
-        "view_count", "regression", 1, "mse", 3.63, VIEW_COUNT_COLUMNS, _view_count_target, _view_count_raw
-    ),
+    "like_ratio": TaskSpec("like_ratio", "regression", 1, "mse", 0.26, LIKE_RATIO_COLUMNS, TARGETS["like_ratio"], raw_scale=10.0),
+    "view_count": TaskSpec("view_count", "regression", 1, "mse", 3.63, VIEW_COUNT_COLUMNS, TARGETS["view_count"]),
 }
 
 
@@ -177,12 +178,12 @@ def _parse_example(spec: TaskSpec, row: dict[str, str], where: str) -> Example:
         dislike = _parse_count(row["dislike_count"], "dislike_count", where)
         if like + dislike == 0:
             raise ValueError(f"{where}: video {video_id} has like_count + dislike_count == 0 (ratio undefined)")
-        return Example(video_id, spec.target_from_raw(like_ratio_from_counts(like, dislike)))
+        return Example(video_id, float(spec.target.apply([like], [dislike])[0]))
     if spec.name == "view_count":
         views = _parse_count(row["view_count"], "view_count", where)
         if views == 0:
             raise ValueError(f"{where}: video {video_id} has view_count 0 (log undefined)")
-        return Example(video_id, spec.target_from_raw(views))
+        return Example(video_id, float(spec.target.apply([views])[0]))
     try:
         class_id = int(row["class_id"])
     except ValueError:
@@ -275,3 +276,109 @@ def all_video_ids(split_dir) -> list[str]:
     return sorted(
         {example.video_id for task in TASKS for split in SPLITS for example in read_task_split(split_dir, task, split)}
     )
+
+
+# ----------------------------------------------------------------------------------- source
+
+
+def source_data(split_dir, tasks: Iterable[str]) -> SourceData:
+    """The given LVU tasks from an lvu_1.0 directory in the common form (vis4mer.sources):
+    classification keeps the files' class ids and the task's whole class-id space, regression
+    the paper's targets (TARGETS)."""
+    data = {}
+    for task in tasks:
+        spec = task_spec(task)
+        splits = {
+            split: [
+                SplitRow(e.video_id, e.target, None if e.label_name is None else as_field(e.label_name))
+                for e in read_task_split(split_dir, task, split)
+            ]
+            for split in SPLITS
+        }
+        names = [as_field(name) for name in label_names(split_dir, task)] if spec.kind == "classification" else []
+        data[task] = TaskData(spec.kind, splits, names)
+    if not data:
+        raise ValueError("no LVU task given")
+    videos = {video_id: VideoInfo(role) for video_id, role in roles(data).items()}
+    return SourceData(data, videos, {"targets": "vis4mer.sources.lvu (classification: class ids of the files; regression: the paper's targets)"})
+
+
+class LvuSource(Benchmark):
+    """LVU 1.0: split files from ``split_dir`` (or fetched from ``splits_url`` by the checkpoint
+    lvu_splits when it is null), videos through the download stage, optionally trimmed to the
+    clip LVU annotated (``trim_preview``, lvu_durations.csv)."""
+
+    kind = "lvu"
+    downloads = True
+    fetch_checkpoint = "lvu_splits"
+    files_key = "split_dir"
+
+    @classmethod
+    def config_errors(cls, name, settings):
+        yield from super().config_errors(name, settings)
+        key = f"datasets.{name}"
+        for task, spec in settings["tasks"].items():
+            if task not in TASKS:
+                yield f"{key}.tasks.{task}: not an LVU task (LVU tasks: {', '.join(TASKS)})"
+            elif spec["type"] != TASKS[task].kind:
+                yield f"{key}.tasks.{task}.type is {spec['type']}, but LVU's {task} is a {TASKS[task].kind} task"
+        if settings["trim_preview"] and settings["features"]["family"] != "vit":
+            yield f"{key}.trim_preview needs features.family vit (the frames stage trims the videos)"
+
+    @classmethod
+    def needs_fetch(cls, settings):
+        return not settings["split_dir"]
+
+    @classmethod
+    def paper_result(cls, task):
+        if task not in TASKS:
+            return None
+        spec = TASKS[task]
+        unit = "%" if spec.metric == "accuracy" else "MSE (paper targets)"
+        return {"value": spec.paper_result, "metric": spec.metric, "unit": unit, "source": f"{PAPER}, Table 1 (LVU)"}
+
+    @classmethod
+    def read_source(cls, arguments):
+        return source_data(arguments["split_dir"], arguments["tasks"])
+
+    @property
+    def split_dir(self) -> str:
+        """The lvu_1.0 directory: configured, or the one the checkpoint lvu_splits fetched."""
+        split_dir = self.settings["split_dir"] or self.fetched
+        if not split_dir:
+            raise ValueError(f"dataset {self.name!r}: split_dir is null and no fetched lvu_1.0 directory was given")
+        return str(split_dir)
+
+    def arguments(self, tasks):
+        return {"source": self.kind, "split_dir": self.split_dir, "tasks": list(tasks)}
+
+    def task_settings(self, task):
+        settings = super().task_settings(task)
+        if task in TARGETS:  # how the split files' targets derive from the raw columns (for vis4mer predict)
+            settings["target"] = TARGETS[task].as_config()
+        return settings
+
+    def split_inputs(self, task):
+        if self.needs_fetch(self.settings):
+            return {"source": self.split_dir}  # the fetched directory
+        return {"source": [os.path.join(self.split_dir, task, f"{split}.csv") for split in SPLITS]}
+
+    @cached_property
+    def _durations(self) -> dict[str, float]:
+        try:
+            return read_durations(self.split_dir)
+        except (OSError, ValueError) as error:
+            raise ValueError(f"dataset {self.name!r} (trim_preview, see datasets.{self.name}.split_dir): {error}") from error
+
+    def keep_last_s(self, ids):
+        if not self.settings["trim_preview"]:
+            return None
+        return {v: self._durations[v] for v in ids if v in self._durations}
+
+    def frames_inputs(self):
+        if not self.settings["trim_preview"]:
+            return {}
+        return {"durations": os.path.join(self.split_dir, DURATIONS_FILE)}
+
+
+SOURCE = LvuSource

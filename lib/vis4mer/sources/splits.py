@@ -13,11 +13,15 @@ absent value.
 
 from __future__ import annotations
 
-import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from vis4mer import atomic
+
+SPLITS = ("train", "val", "test")
 HEADER = ("class_id", "class_name", "youtube_id", "imdb_id")
+LABEL_COLUMN, ID_COLUMN = HEADER[0], HEADER[2]  # what write_split_csv writes the label and the id to
 ABSENT = "-"
 
 
@@ -26,6 +30,11 @@ class SplitRow:
     video_id: str
     label: int | float
     label_name: str | None = None
+
+
+def as_field(name: str) -> str:
+    """A class name as one whitespace-free field of a split file."""
+    return re.sub(r"\s+", "_", name.strip()) or ABSENT
 
 
 def _is_number(text: str) -> bool:
@@ -45,7 +54,7 @@ def _parse_label(text: str, path: Path, line_number: int) -> int | float:
     raise ValueError(f"{path}:{line_number}: label {text!r} is not a number")
 
 
-def read_split_csv(path, id_column: str = "youtube_id", label_column: str = "class_id") -> list[SplitRow]:
+def read_split_csv(path, id_column: str = ID_COLUMN, label_column: str = LABEL_COLUMN) -> list[SplitRow]:
     """Rows of an LVU split file; `label_name` comes from `class_name` when present."""
     path = Path(path)
     lines = [(n, line.split()) for n, line in enumerate(path.read_text().splitlines(), start=1) if line.strip()]
@@ -86,7 +95,4 @@ def write_split_csv(path, rows) -> None:
         if any(not field or len(field.split()) != 1 for field in fields):
             raise ValueError(f"{path}: fields must be non-empty and contain no whitespace: {fields}")
         lines.append(" ".join(fields))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp_path = path.with_name(f"{path.name}.tmp-{os.getpid()}")
-    tmp_path.write_text("\n".join(lines) + "\n")
-    os.replace(tmp_path, path)
+    atomic.write_text(path, "\n".join(lines) + "\n")

@@ -1,6 +1,6 @@
-# Stage 1: videos. A demo dataset is generated here (videos and split files, fully
-# determined by the demo settings and seed). A local dataset needs no rule: its videos
-# and split files are read where they are (see common.smk).
+# Stage 1 of a generated dataset (source demo): its videos and split files, fully
+# determined by the demo settings and seed (vis4mer.demo_data). Other datasets need no rule
+# here: their videos are downloaded (download.smk) or read where they are.
 
 
 rule demo_videos:
@@ -9,7 +9,7 @@ rule demo_videos:
         splits=expand("results/{{dataset}}/splits/order/{split}.csv", split=SPLITS),
         metadata="results/{dataset}/videos.json",
     wildcard_constraints:
-        dataset=DEMO_DATASET_REGEX,
+        dataset=GENERATED_DATASET_REGEX,
     params:
         demo=lambda wildcards: dataset_config(wildcards.dataset)["demo"],
     log:
