@@ -41,6 +41,7 @@ def main():
         sleep_between_s=options.get("sleep_between_s", 0.0),
         socket_timeout_s=options.get("socket_timeout_s", 30.0),
         network=p["network"],
+        js_runtimes=options["js_runtimes"],
     )
     with atomic_path(snakemake.output[0]) as tmp:
         shutil.copyfile(state, tmp)
