@@ -182,6 +182,27 @@ def fetch_url_weights(backbone: str, url: str, sha256: str | None = None) -> Res
 # ----------------------------------------------------------------------- one entry point
 
 
+def cached_pretrained(backbone: str, url: str | None = None) -> Path | None:
+    """The cached file of `backbone`'s pretrained weights, or None; never downloads."""
+    if url:
+        path = url_cache_path(url)
+        return path if path.is_file() else None
+    import huggingface_hub
+
+    found = huggingface_hub.try_to_load_from_cache(hub_repo(backbone), WEIGHTS_FILE)
+    return Path(found) if isinstance(found, str) else None
+
+
+def pretrained_source(backbone: str, url: str | None = None) -> str:
+    """Where `backbone`'s pretrained weights come from, and the cache they go to."""
+    if url:
+        return f"{url}, cached in {url_cache_path(url).parent}"
+    import huggingface_hub
+
+    return f"the Hugging Face hub ({hub_repo(backbone)}), cached in {huggingface_hub.constants.HF_HUB_CACHE}"
+
+
+
 def local_weights(path) -> ResolvedWeights:
     path = Path(path).expanduser()
     if not path.is_file():
