@@ -253,3 +253,58 @@ def test_rejects_bad_ids_and_unreadable_manifest(tmp_path):
     (tmp_path / "m.json").write_text("{not json")
     with pytest.raises(ValueError, match="m.json: not a download manifest"):
         download_shard(["abc"], tmp_path, tmp_path / "m.json")
+
+
+# --------------------------------------------------------------------------- JavaScript runtime
+
+
+def test_installed_deno_is_found_without_path(tmp_path):
+    """make setup installs deno (a wheel) into the environment: yt-dlp finds it there even when
+    the environment's bin/ is not on PATH, as in a Snakemake job started from elsewhere."""
+    import subprocess
+    import sys
+
+    code = "from vis4mer.download import js_runtime_status as s; r = s(); print(r.ok, sorted(r.usable), r.solver)"
+    env = {**os.environ, "PATH": str(tmp_path)}  # nothing on PATH
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
+    ok, usable, solver = out.split(" ", 2)
+    assert ok == "True" and "deno" in usable and solver.strip() not in ("None", "")
+
+
+def test_no_runtime_anywhere_is_reported_with_the_fix(tmp_path, monkeypatch):
+    import sysconfig
+
+    monkeypatch.setenv("PATH", str(tmp_path))
+    scripts = tmp_path / "empty-bin"
+    scripts.mkdir()
+    real = sysconfig.get_path
+    monkeypatch.setattr(sysconfig, "get_path", lambda name, *a, **k: str(scripts) if name == "scripts" else real(name, *a, **k))
+    status = download.js_runtime_status(["deno"])
+    assert not status.ok and status.usable == {} and "deno" in status.problems
+    message = status.describe()
+    assert "no usable JavaScript runtime" in message and "deno: not found" in message
+    assert 'pip install "yt-dlp[default]" deno' in message
+
+
+def test_js_runtime_names_are_checked():
+    with pytest.raises(ValueError, match=r"download.js_runtimes: unknown JavaScript runtime 'nodejs'"):
+        download.parse_js_runtimes(["nodejs"])
+    assert download.parse_js_runtimes(["deno", "node:/opt/node/bin/node"]) == {"deno": {}, "node": {"path": "/opt/node/bin/node"}}
+
+
+def test_youtube_download_without_runtime_stops_before_any_attempt(videos, tmp_path, monkeypatch):
+    out = tmp_path / "videos"
+    out.mkdir()
+    shutil.copy(videos / "vid_a.mp4", out / "vid_a.mp4")
+    monkeypatch.setattr(download, "_fetch", lambda *a, **k: pytest.fail("a video was attempted without a JS runtime"))
+    manifest = tmp_path / "m.json"
+    with pytest.raises(download.MissingJsRuntimeError, match="node: not found"):
+        download_shard(["vid_a", "dQw4w9WgXcQ"], out, manifest, js_runtimes=["node:/nonexistent/node"], **FAST)
+    assert download.read_manifest(manifest)["vid_a"].status == "downloaded"  # what was on disk is kept
+
+
+def test_only_youtube_urls_need_a_runtime():
+    assert download.needs_js_runtime(download.DEFAULT_URL_TEMPLATE)
+    assert download.needs_js_runtime("https://youtu.be/{id}") and download.needs_js_runtime("http://m.youtube.com/watch?v={id}")
+    assert not download.needs_js_runtime("http://127.0.0.1:8000/{id}.mp4")
+    assert not download.needs_js_runtime("https://example.com/youtube.com/{id}")

@@ -51,6 +51,12 @@ DEFAULT_FORMAT = "bv*[height<=?480][vcodec^=?avc1]/bv*[height<=?480][vcodec!^=?a
 
 DEFAULT_URL_TEMPLATE = "https://www.youtube.com/watch?v={id}"
 
+# JavaScript runtimes yt-dlp may use for YouTube's challenges, in its --js-runtimes syntax
+# (NAME or NAME:PATH). yt-dlp enables only deno unless told otherwise; deno comes with the
+# project (requirements, envs/download.yaml) as a binary wheel, found in the environment.
+DEFAULT_JS_RUNTIMES = ("deno",)
+YOUTUBE_HOSTS = re.compile(r"^https?://(?:[\w-]+\.)*(?:youtube\.com|youtu\.be|youtube-nocookie\.com)/", re.I)
+
 # HTTP statuses that mean the content is gone or refused for good, not a transient failure.
 UNAVAILABLE_HTTP_STATUSES = frozenset({401, 403, 404, 410, 451})
 
@@ -157,6 +163,86 @@ def _find_in_mirrors(mirrors: Sequence[Path], video_id: str) -> Path | None:
     return None
 
 
+class MissingJsRuntimeError(RuntimeError):
+    """yt-dlp has no usable JavaScript runtime or no challenge-solver scripts for YouTube."""
+
+
+@dataclass(frozen=True)
+class JsRuntimeStatus:
+    """What yt-dlp can use for YouTube's JavaScript challenges.
+
+    `usable`: {runtime: "version at path"} of the configured runtimes that run and are
+    recent enough; `problems`: why each other configured runtime cannot be used;
+    `solver`: the version of the yt-dlp-ejs challenge-solver scripts, None when absent.
+    """
+
+    usable: dict[str, str]
+    problems: dict[str, str]
+    solver: str | None
+
+    @property
+    def ok(self) -> bool:
+        return bool(self.usable) and self.solver is not None
+
+    def describe(self) -> str:
+        """One line: what is there, or what is missing and how to get it."""
+        if self.ok:
+            runtimes = ", ".join(f"{name} {where}" for name, where in self.usable.items())
+            return f"JavaScript runtime {runtimes}; yt-dlp-ejs {self.solver}"
+        missing = []
+        if not self.usable:
+            tried = "; ".join(f"{name}: {why}" for name, why in self.problems.items()) or "none configured"
+            missing.append(f"no usable JavaScript runtime ({tried})")
+        if self.solver is None:
+            missing.append("the yt-dlp-ejs challenge-solver scripts are not installed")
+        return (
+            "yt-dlp cannot solve YouTube's JavaScript challenges: " + " and ".join(missing) + ". Without them "
+            "most YouTube formats are missing and downloads fail. Fix: `pip install \"yt-dlp[default]\" deno` "
+            "(make setup and envs/download.yaml install both), or point download.js_runtimes at an installed "
+            "runtime, e.g. [\"node:/usr/bin/node\"] (supported: deno, node, bun, quickjs)."
+        )
+
+
+def parse_js_runtimes(specs: Sequence[str]) -> dict[str, dict[str, str]]:
+    """yt-dlp's ``js_runtimes`` option from ``NAME`` / ``NAME:PATH`` strings (its CLI syntax)."""
+    from yt_dlp.globals import supported_js_runtimes
+
+    runtimes: dict[str, dict[str, str]] = {}
+    for spec in specs:
+        name, _, path = str(spec).partition(":")
+        name = name.strip().lower()
+        if name not in supported_js_runtimes.value:
+            raise ValueError(
+                f"download.js_runtimes: unknown JavaScript runtime {name!r} in {spec!r} "
+                f"(yt-dlp supports {', '.join(supported_js_runtimes.value)})"
+            )
+        runtimes[name] = {"path": path} if path else {}
+    return runtimes
+
+
+def js_runtime_status(js_runtimes: Sequence[str] = DEFAULT_JS_RUNTIMES) -> JsRuntimeStatus:
+    """Ask yt-dlp which of `js_runtimes` it can run, and whether its solver scripts are there."""
+    from yt_dlp.dependencies import yt_dlp_ejs
+    from yt_dlp.globals import supported_js_runtimes
+
+    usable, problems = {}, {}
+    for name, config in parse_js_runtimes(js_runtimes).items():
+        info = supported_js_runtimes.value[name](path=config.get("path")).info
+        if info is None:
+            problems[name] = f"not found ({config.get('path') or 'PATH and the Python environment'})"
+        elif not info.supported:
+            problems[name] = f"version {info.version} at {info.path} is too old for yt-dlp"
+        else:
+            usable[name] = f"{info.version} at {info.path}"
+    solver = None if yt_dlp_ejs is None else str(getattr(yt_dlp_ejs, "version", "installed"))
+    return JsRuntimeStatus(usable, problems, solver)
+
+
+def needs_js_runtime(url_template: str) -> bool:
+    """True for YouTube URLs (other hosts, e.g. a local mirror server, need no JavaScript)."""
+    return bool(YOUTUBE_HOSTS.match(url_template))
+
+
 class _YtDlpLogger:
     """Routes yt-dlp's messages to the vis4mer logger. Errors go to debug: every error is
     re-raised as a DownloadError, and download_shard logs and records it once."""
@@ -253,6 +339,7 @@ def download_shard(
     sleep_between_s: float = 0.0,
     socket_timeout_s: float = 30.0,
     network: bool = True,
+    js_runtimes: Sequence[str] = DEFAULT_JS_RUNTIMES,
 ) -> dict[str, Record]:
     """Fetch `video_ids` into `out_dir` and record each outcome in `manifest_path`.
 
@@ -269,6 +356,11 @@ def download_shard(
     network: False = local mirrors only: an id found neither in `out_dir` nor in a mirror
         is recorded as ``failed`` (not ``unavailable``: it may exist online, and a later call
         with the network on retries it), with a message naming the mirrors; nothing is fetched.
+    js_runtimes: JavaScript runtimes yt-dlp may use (``NAME`` or ``NAME:PATH``). Before the
+        first video that needs a YouTube download, yt-dlp is asked whether one of them runs and
+        its challenge-solver scripts (yt-dlp-ejs) are installed; if not, MissingJsRuntimeError
+        says what is missing and how to install it, and no video is attempted (those found on
+        disk or in a mirror are recorded first).
 
     Returns {id: Record} for exactly `video_ids`. A previous manifest at `manifest_path` is
     merged: finished files are kept, ``unavailable`` ids are not asked again, ``failed`` ids
@@ -304,6 +396,9 @@ def download_shard(
     }
     if sleep_between_s > 0:
         options["sleep_interval"] = sleep_between_s
+    js_checked = not needs_js_runtime(url_template)
+    if not js_checked:
+        options["js_runtimes"] = parse_js_runtimes(js_runtimes)
 
     records: dict[str, Record] = {}
     for video_id in video_ids:
@@ -323,6 +418,13 @@ def download_shard(
             where = ", ".join(map(str, mirrors)) or "no mirror given"
             records[video_id] = Record("failed", f"not in {out_dir} nor in the local mirror(s) ({where}); downloading is off", None, 0)
         else:
+            if not js_checked:
+                status = js_runtime_status(js_runtimes)
+                if not status.ok:
+                    _write_manifest(manifest_path, records)  # what was found locally is kept
+                    raise MissingJsRuntimeError(status.describe())
+                logger.info("yt-dlp: %s", status.describe())
+                js_checked = True
             for ext in VIDEO_EXTENSIONS:  # an empty leftover would make yt-dlp skip the download
                 empty = out_dir / f"{video_id}{ext}"
                 if empty.is_file() and empty.stat().st_size == 0:

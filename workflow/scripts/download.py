@@ -41,6 +41,7 @@ def main():
         sleep_between_s=options["sleep_between_s"],
         socket_timeout_s=options["socket_timeout_s"],
         network=p["network"],
+        js_runtimes=options["js_runtimes"],
     )
     with atomic_path(snakemake.output[0]) as tmp:
         shutil.copyfile(state, tmp)
