@@ -1,4 +1,5 @@
-"""The Cauchy sum (every backend against the definition), HiPPO-LegS and backend selection."""
+"""The Cauchy sum (every backend against the definition), HiPPO-LegS, backend selection, and the
+FFT convolution's fast path against its plain-torch reference."""
 
 import logging
 import math
@@ -9,7 +10,7 @@ import pytest
 import torch
 
 from vis4mer.hippo import hippo_legs, nplr_legs
-from vis4mer.kernels import cauchy_conj, cauchy_conj_dense, select_cauchy_backend
+from vis4mer.kernels import cauchy_conj, cauchy_conj_dense, fft_conv, fft_conv_reference, select_cauchy_backend
 from vis4mer.kernels.cauchy import TorchCauchy
 
 
@@ -128,3 +129,87 @@ def test_lvu_first_layer_kernel_fits_in_a_few_gb():
     out = subprocess.run([sys.executable, "-c", PEAK_MEMORY_SCRIPT], capture_output=True, text=True, check=True)
     peak_gib = int(out.stdout.split()[-1]) / 2**20
     assert peak_gib < 3.0, f"peak RSS {peak_gib:.2f} GiB"
+
+
+# ---- FFT convolution -------------------------------------------------------------------------
+
+
+def _conv_inputs(batch, heads, length, dtype=torch.float64):
+    u = torch.randn(batch, heads, length, dtype=dtype, requires_grad=True)
+    k = torch.randn(heads, length, dtype=dtype, requires_grad=True)
+    skip = torch.randn(heads, dtype=dtype, requires_grad=True)
+    return u, k, skip
+
+
+def _conv_and_grads(conv, u, k, skip, upstream, **kwargs):
+    y = conv(u, k, skip, **kwargs)
+    return (y, *torch.autograd.grad(y, (u, k, skip), upstream))
+
+
+@pytest.mark.parametrize(
+    ("shape", "chunk_elements"),
+    [((2, 5, 33), 7), ((3, 4, 100), None), ((1, 1, 1), None), ((2, 6, 64), 300), ((1, 3, 127), 1 << 30)],
+    ids=["one-head-blocks", "default-blocks", "length-1", "two-head-blocks", "one-block"],
+)
+def test_fft_conv_equals_reference_in_value_and_gradients(shape, chunk_elements):
+    u, k, skip = _conv_inputs(*shape)
+    upstream = torch.randn(shape, dtype=torch.float64)
+    ours = _conv_and_grads(fft_conv, u, k, skip, upstream, chunk_elements=chunk_elements)
+    reference = _conv_and_grads(fft_conv_reference, u, k, skip, upstream)
+    for name, a, b in zip(("y", "grad u", "grad k", "grad D"), ours, reference):
+        assert _rel(a, b) < 1e-10, name
+
+
+def test_fft_conv_is_the_causal_convolution_with_skip():
+    u, k, skip = (t.detach() for t in _conv_inputs(2, 3, 9))
+    direct = torch.stack(
+        [sum(k[:, s] * u[..., t - s] for s in range(t + 1)) + skip * u[..., t] for t in range(9)], dim=-1
+    )
+    assert _rel(fft_conv(u, k, skip, chunk_elements=10), direct) < 1e-12
+
+
+def test_fft_conv_passes_gradcheck():
+    u, k, skip = _conv_inputs(2, 3, 11)
+    assert torch.autograd.gradcheck(lambda *args: fft_conv(*args, chunk_elements=12), (u, k, skip))
+
+
+def test_fft_conv_gradient_of_u_alone():
+    u, k, skip = _conv_inputs(2, 3, 20)
+    k, skip = k.detach(), skip.detach()
+    upstream = torch.randn(2, 3, 20, dtype=torch.float64)
+    (ours,) = torch.autograd.grad(fft_conv(u, k, skip), u, upstream)
+    (reference,) = torch.autograd.grad(fft_conv_reference(u, k, skip), u, upstream)
+    assert _rel(ours, reference) < 1e-10
+
+
+def test_fft_conv_float32_matches_reference():
+    u, k, skip = _conv_inputs(2, 8, 1000, dtype=torch.float32)
+    upstream = torch.randn(2, 8, 1000)
+    ours = _conv_and_grads(fft_conv, u, k, skip, upstream, chunk_elements=3 * 2 * 1001)
+    reference = _conv_and_grads(fft_conv_reference, u, k, skip, upstream)
+    for a, b in zip(ours, reference):
+        assert _rel(a, b) < 1e-5
+
+
+def test_fft_conv_saves_only_its_inputs_for_backward():
+    """What makes it lighter than autograd's FFT: no padded copies, no complex transforms kept."""
+    saved = {}
+
+    def pack(tensor):
+        saved[tensor.untyped_storage().data_ptr()] = tensor.untyped_storage().nbytes()
+        return tensor
+
+    u, k, skip = _conv_inputs(2, 4, 300, dtype=torch.float32)
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+        fft_conv(u, k, skip)
+    assert sum(saved.values()) == 4 * (u.numel() + k.numel() + skip.numel())
+    saved.clear()
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+        fft_conv_reference(u, k, skip)
+    assert sum(saved.values()) > 4 * 4 * u.numel()  # padded u, rfft(u), padded k, rfft(k), ...
+
+
+def test_fft_conv_rejects_mismatched_shapes():
+    u, k, skip = _conv_inputs(2, 4, 10)
+    with pytest.raises(ValueError, match="u \\[B,H,L\\], k \\[H,L\\], D \\[H\\]"):
+        fft_conv(u, k[:, :9], skip)

@@ -3,9 +3,14 @@
 import pytest
 import torch
 
+from vis4mer import s4 as s4_module
+from vis4mer.kernels import fft_conv_reference
 from vis4mer.model import ViS4mer
 from vis4mer.optim import build_optimizer
 from vis4mer.s4 import S4, dense_state_matrix
+
+# the fast paths of the S4 layer and, for each, its plain-torch reference (autograd's gradients)
+REFERENCE_PATHS = {"fft_conv": fft_conv_reference}
 
 
 def _run_recurrence(layer: S4, u: torch.Tensor) -> torch.Tensor:
@@ -37,6 +42,27 @@ def test_diagonal_mode_convolution_equals_recurrence(dtype, tolerance):
     layer = S4(4, l_max=65, d_state=32, mode="diag").to(dtype).eval()
     u = torch.randn(2, 4, 65, dtype=dtype)
     assert _rel(layer(u), _run_recurrence(layer, u)) < tolerance
+
+
+def _outputs_and_gradients(model, x):
+    y = model(x)
+    y.square().mean().backward()
+    return {"output": y.detach(), **{name: p.grad.clone() for name, p in model.named_parameters()}}
+
+
+@pytest.mark.parametrize("length", [256, 255])
+def test_fast_paths_give_the_reference_outputs_and_gradients(monkeypatch, length):
+    """The whole model in float64, fast paths against the plain-torch references they replace."""
+    model = ViS4mer(d_input=8, l_max=length, d_output=3, d_model=16, n_layers=2, dropout=0.0).double()
+    x = torch.randn(2, length, 8, dtype=torch.float64)
+    fast = _outputs_and_gradients(model, x)
+    model.zero_grad()
+    for name, reference in REFERENCE_PATHS.items():
+        monkeypatch.setattr(s4_module, name, reference)
+    reference = _outputs_and_gradients(model, x)
+    assert fast.keys() == reference.keys()
+    for name in fast:
+        assert _rel(fast[name], reference[name]) < 1e-10, name
 
 
 def test_layer_is_causal():

@@ -2,7 +2,8 @@
 
 Layer (layout [B, H, L] as in the paper's code):
     y = output_linear( dropout1d( GELU( K * u + D ⊙ u ) ) )
-where K [H, L] is the SSM's convolution kernel, applied by zero-padded FFT (causal, any L).
+where K [H, L] is the SSM's convolution kernel, applied by zero-padded FFT (causal, any L;
+`vis4mer.kernels.fftconv`, which keeps only u, K and D for backward).
 
 Kernel math (NPLR), written from the equations. Continuous SSM x' = A x + B u, y = C x with
 A = Λ - P Pᴴ (Λ diagonal, Re Λ < 0 by construction, so A is Hurwitz: its Hermitian part
@@ -32,11 +33,10 @@ import math
 from dataclasses import dataclass
 
 import torch
-from scipy.fft import next_fast_len
 from torch import nn
 
 from vis4mer.hippo import nplr_legs
-from vis4mer.kernels import cauchy_conj, select_cauchy_backend, vandermonde_conj
+from vis4mer.kernels import cauchy_conj, fft_conv, select_cauchy_backend, vandermonde_conj
 
 SSM_OPTIM = "_optim"  # attribute marking parameters for their own optimiser group
 
@@ -246,10 +246,7 @@ class S4(nn.Module):
         with torch.autocast(device_type=u.device.type, enabled=False):
             dtype = self.kernel.log_dt.dtype
             k = self.kernel(length)  # [H, L]
-            u_full = u.to(dtype)
-            n_fft = next_fast_len(2 * length - 1, real=True)  # linear (not circular) convolution
-            y = torch.fft.irfft(torch.fft.rfft(u_full, n=n_fft) * torch.fft.rfft(k, n=n_fft), n=n_fft)[..., :length]
-            y = y + self.D.to(dtype)[:, None] * u_full  # [B, H, L]
+            y = fft_conv(u.to(dtype), k, self.D.to(dtype))  # K * u + D ⊙ u  [B, H, L]
         return self._output(y)
 
     def _output(self, y: torch.Tensor) -> torch.Tensor:

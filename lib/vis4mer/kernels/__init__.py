@@ -14,6 +14,7 @@ import torch
 
 from vis4mer._logging import log_once
 from vis4mer.kernels.cauchy import CauchyBackend, KeopsCauchy, TorchCauchy, cauchy_conj, cauchy_conj_dense
+from vis4mer.kernels.fftconv import fft_conv, fft_conv_reference
 from vis4mer.kernels.vandermonde import vandermonde_conj
 
 CAUCHY_BACKENDS = ("auto", "cuda", "keops", "torch")
@@ -23,6 +24,8 @@ __all__ = [
     "CauchyBackend",
     "cauchy_conj",
     "cauchy_conj_dense",
+    "fft_conv",
+    "fft_conv_reference",
     "select_cauchy_backend",
     "vandermonde_conj",
 ]
