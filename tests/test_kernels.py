@@ -1,5 +1,5 @@
 """The Cauchy sum (every backend against the definition), HiPPO-LegS, backend selection, and the
-FFT convolution's fast path against its plain-torch reference."""
+fast paths of the FFT convolution and the Woodbury step against their plain-torch references."""
 
 import logging
 import math
@@ -10,7 +10,15 @@ import pytest
 import torch
 
 from vis4mer.hippo import hippo_legs, nplr_legs
-from vis4mer.kernels import cauchy_conj, cauchy_conj_dense, fft_conv, fft_conv_reference, select_cauchy_backend
+from vis4mer.kernels import (
+    cauchy_conj,
+    cauchy_conj_dense,
+    fft_conv,
+    fft_conv_reference,
+    select_cauchy_backend,
+    woodbury,
+    woodbury_reference,
+)
 from vis4mer.kernels.cauchy import TorchCauchy
 
 
@@ -213,3 +221,41 @@ def test_fft_conv_rejects_mismatched_shapes():
     u, k, skip = _conv_inputs(2, 4, 10)
     with pytest.raises(ValueError, match="u \\[B,H,L\\], k \\[H,L\\], D \\[H\\]"):
         fft_conv(u, k[:, :9], skip)
+
+
+# ---- Woodbury step ---------------------------------------------------------------------------
+
+
+def _woodbury_inputs(heads=5, length=32):
+    k = (0.3 * torch.randn(4, heads, length // 2 + 1, dtype=torch.complex128)).requires_grad_()
+    s = 1 + torch.exp(-2j * math.pi * torch.arange(length // 2 + 1, dtype=torch.float64) / length)
+    return k, s
+
+
+def test_woodbury_equals_reference_in_value_and_gradient():
+    k, s = _woodbury_inputs()
+    upstream = torch.randn(5, 17, dtype=torch.complex128)
+    ours, reference = woodbury(k, s), woodbury_reference(k, s)
+    assert torch.equal(ours, reference)  # the same expression
+    (grad,) = torch.autograd.grad(ours, k, upstream)
+    (grad_reference,) = torch.autograd.grad(reference, k, upstream)
+    assert _rel(grad, grad_reference) < 1e-12
+
+
+def test_woodbury_passes_gradcheck():
+    k, s = _woodbury_inputs(heads=2, length=9)
+    assert torch.autograd.gradcheck(lambda k_: woodbury(k_, s), (k,))
+
+
+def test_woodbury_saves_two_spectra_for_backward():
+    saved = []
+    k, s = _woodbury_inputs()
+    with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(tuple(t.shape)) or t, lambda t: t):
+        woodbury(k, s)
+    assert saved == [(5, 17), (5, 17)]
+
+
+def test_woodbury_rejects_mismatched_shapes():
+    k, s = _woodbury_inputs()
+    with pytest.raises(ValueError, match="k \\[4, H, F\\] and s \\[F\\]"):
+        woodbury(k[:3], s)

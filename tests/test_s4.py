@@ -4,13 +4,13 @@ import pytest
 import torch
 
 from vis4mer import s4 as s4_module
-from vis4mer.kernels import fft_conv_reference
+from vis4mer.kernels import fft_conv_reference, woodbury_reference
 from vis4mer.model import ViS4mer
 from vis4mer.optim import build_optimizer
 from vis4mer.s4 import S4, dense_state_matrix
 
 # the fast paths of the S4 layer and, for each, its plain-torch reference (autograd's gradients)
-REFERENCE_PATHS = {"fft_conv": fft_conv_reference}
+REFERENCE_PATHS = {"fft_conv": fft_conv_reference, "woodbury": woodbury_reference}
 
 
 def _run_recurrence(layer: S4, u: torch.Tensor) -> torch.Tensor:

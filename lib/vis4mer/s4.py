@@ -16,6 +16,7 @@ generating function at the L-th roots of unity z (C̃ = C (I - Āᴸ) is the tra
 Woodbury on the rank-1 term:
     K̂(z) = 2 [ k00 - (1 + z) k01 k10 / (1 + (1 + z) k11) ],   k_ab = a D⁻¹ b
 
+(`vis4mer.kernels.woodbury`, which keeps two [H, F] partial derivatives for backward).
 Every k_ab is a Cauchy sum over the poles μ (outside the unit circle, so never singular) with
 nodes exactly on the unit circle. Unlike the usual form 2/(1+z)·(g(z) - A)⁻¹ with
 g(z) = (2/Δ)(1-z)/(1+z), nothing here divides by 1 + z, so the node z = -1 (frequency L/2)
@@ -36,7 +37,7 @@ import torch
 from torch import nn
 
 from vis4mer.hippo import nplr_legs
-from vis4mer.kernels import cauchy_conj, fft_conv, select_cauchy_backend, vandermonde_conj
+from vis4mer.kernels import cauchy_conj, fft_conv, select_cauchy_backend, vandermonde_conj, woodbury
 
 SSM_OPTIM = "_optim"  # attribute marking parameters for their own optimiser group
 
@@ -176,9 +177,8 @@ class NPLRKernel(SSMKernel):
         frequencies = torch.arange(self.l_max // 2 + 1, device=lam.device, dtype=lam.real.dtype)
         nodes = torch.exp(-2j * math.pi / self.l_max * frequencies)  # z [F], F = l_max//2 + 1
         backend = select_cauchy_backend(self.backend, lam.device, lam.dtype)
-        k00, k01, k10, k11 = -cauchy_conj(numerators, nodes, poles, backend)  # each [H, F]
-        one_plus_z = 1 + nodes
-        spectrum = 2 * (k00 - one_plus_z * k01 * k10 / (1 + one_plus_z * k11))  # K̂ [H, F]
+        k = -cauchy_conj(numerators, nodes, poles, backend)  # (k00, k01, k10, k11) [4, H, F]
+        spectrum = woodbury(k, 1 + nodes)  # K̂ = 2 [k00 - (1 + z) k01 k10 / (1 + (1 + z) k11)]  [H, F]
         return torch.fft.irfft(spectrum, n=self.l_max)[..., :length]  # [H, length]
 
 

@@ -16,6 +16,7 @@ from vis4mer._logging import log_once
 from vis4mer.kernels.cauchy import CauchyBackend, KeopsCauchy, TorchCauchy, cauchy_conj, cauchy_conj_dense
 from vis4mer.kernels.fftconv import fft_conv, fft_conv_reference
 from vis4mer.kernels.vandermonde import vandermonde_conj
+from vis4mer.kernels.woodbury import woodbury, woodbury_reference
 
 CAUCHY_BACKENDS = ("auto", "cuda", "keops", "torch")
 
@@ -28,6 +29,8 @@ __all__ = [
     "fft_conv_reference",
     "select_cauchy_backend",
     "vandermonde_conj",
+    "woodbury",
+    "woodbury_reference",
 ]
 
 
