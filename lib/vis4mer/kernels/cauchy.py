@@ -55,8 +55,9 @@ def _chunks(length: int, batch: int, poles: int, chunk_elements: int):
 class TorchCauchy:
     """Plain-torch reference: exact formulas, chunked over L so that no [B, L, M] tensor exists.
 
-    Peak extra memory is a few [B, L_chunk, M] complex tensors (bounded by CHUNK_ELEMENTS),
-    in forward and backward alike, because the backward is analytic rather than autograd's.
+    Peak extra memory is two [B, L_chunk, M] complex tensors (bounded by CHUNK_ELEMENTS) and
+    their products, in forward and backward alike, because the backward is analytic rather
+    than autograd's and squares the reciprocals in place.
     """
 
     name = "torch"
@@ -68,9 +69,9 @@ class TorchCauchy:
         return self.chunk_elements or chunk_elements_for(tensor.device)
 
     def _reciprocals(self, z_chunk, w):
-        # z_chunk [Lc], w [B, M] -> inv1, inv2 [B, Lc, M]
-        inv1 = torch.reciprocal(z_chunk[None, :, None] - w[:, None, :])
-        inv2 = torch.reciprocal(z_chunk[None, :, None] - w.conj()[:, None, :])
+        # z_chunk [Lc], w [B, M] -> inv1, inv2 [B, Lc, M], each inverted in place
+        inv1 = (z_chunk[None, :, None] - w[:, None, :]).reciprocal_()
+        inv2 = (z_chunk[None, :, None] - w.conj()[:, None, :]).reciprocal_()
         return inv1, inv2
 
     def forward(self, v, z, w):
@@ -90,11 +91,11 @@ class TorchCauchy:
         g_t, g_conj_t = grad.transpose(0, 1), grad.conj().transpose(0, 1)  # [B, K, L]
         for part in _chunks(z.shape[0], batch, poles, self._chunk_elements(v)):
             inv1, inv2 = self._reciprocals(z[part], w)
-            inv1_conj = inv1.conj()
+            inv1_conj = inv1.conj_physical_()  # in place: two [B, Lc, M] temporaries in all
             g_c, g_conj_c = g_t[..., part], g_conj_t[..., part]  # [B, K, Lc]
             # [B, K, Lc] @ [B, Lc, M] -> [B, K, M]
             grad_v += (g_c @ inv1_conj + g_conj_c @ inv2).transpose(0, 1)
-            weighted += (g_c @ inv1_conj.square() + g_conj_c @ inv2.square()).transpose(0, 1)
+            weighted += (g_c @ inv1_conj.square_() + g_conj_c @ inv2.square_()).transpose(0, 1)
         grad_w = (v.conj() * weighted).sum(0)
         return grad_v, grad_w
 
