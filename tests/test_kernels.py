@@ -1,5 +1,6 @@
 """The Cauchy sum (every backend against the definition), HiPPO-LegS, backend selection, and the
-fast paths of the FFT convolution and the Woodbury step against their plain-torch references."""
+fast paths of the FFT convolution, the Woodbury step and the output stage (GELU, channel mask,
+position-wise linear) against their plain-torch references."""
 
 import logging
 import math
@@ -15,6 +16,8 @@ from vis4mer.kernels import (
     cauchy_conj_dense,
     fft_conv,
     fft_conv_reference,
+    gelu_linear,
+    gelu_linear_reference,
     select_cauchy_backend,
     woodbury,
     woodbury_reference,
@@ -259,3 +262,63 @@ def test_woodbury_rejects_mismatched_shapes():
     k, s = _woodbury_inputs()
     with pytest.raises(ValueError, match="k \\[4, H, F\\] and s \\[F\\]"):
         woodbury(k[:3], s)
+
+
+# ---- output stage: GELU, channel mask, position-wise linear ------------------------------------
+
+
+def _gelu_linear_inputs(batch=2, heads=6, out=5, length=40, dtype=torch.float64, masked=True):
+    y = torch.randn(batch, heads, length, dtype=dtype, requires_grad=True)
+    mask = (torch.rand(batch, heads, 1, dtype=dtype) > 0.3).to(dtype) / 0.7 if masked else None
+    weight = torch.randn(out, heads, 1, dtype=dtype, requires_grad=True)
+    bias = torch.randn(out, dtype=dtype, requires_grad=True)
+    return y, mask, weight, bias
+
+
+@pytest.mark.parametrize("masked", [True, False], ids=["channel-mask", "no-mask"])
+def test_gelu_linear_equals_reference_in_value_and_gradients(masked):
+    y, mask, weight, bias = _gelu_linear_inputs(masked=masked)
+    upstream = torch.randn(2, 5, 40, dtype=torch.float64)
+    results = []
+    for path in (gelu_linear, gelu_linear_reference):
+        out = path(y, mask, weight, bias)
+        results.append((out, *torch.autograd.grad(out, (y, weight, bias), upstream)))
+    for name, ours, reference in zip(("out", "grad y", "grad weight", "grad bias"), *results):
+        assert _rel(ours, reference) < 1e-12, name
+
+
+def test_gelu_linear_passes_gradcheck():
+    y, mask, weight, bias = _gelu_linear_inputs(heads=3, out=2, length=7)
+    assert torch.autograd.gradcheck(lambda *args: gelu_linear(args[0], mask, *args[1:]), (y, weight, bias))
+
+
+def test_gelu_linear_keeps_y_not_the_activation_for_backward():
+    saved = []
+    y, mask, weight, bias = _gelu_linear_inputs(dtype=torch.float32)
+    with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t) or t, lambda t: t):
+        gelu_linear(y, mask, weight, bias)
+    assert [t.shape for t in saved] == [y.shape, mask.shape, weight.shape]
+    assert saved[0] is y
+
+
+def test_gelu_linear_under_bf16_autocast_matches_reference():
+    """The linear in bf16 as autocast's conv1d, GELU and the gradients of y in float32."""
+    y, mask, weight, bias = _gelu_linear_inputs(heads=16, out=16, length=64, dtype=torch.float32)
+    upstream = torch.randn(2, 16, 64)
+    results = []
+    for path in (gelu_linear, gelu_linear_reference):
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            out = path(y, mask, weight, bias)
+        results.append((out, *torch.autograd.grad(out, (y, weight, bias), upstream.to(out.dtype))))
+    for name, ours, reference in zip(("out", "grad y", "grad weight", "grad bias"), *results):
+        assert ours.dtype == reference.dtype, name
+        assert _rel(ours.float(), reference.float()) < 2e-2, name
+    assert results[0][0].dtype == torch.bfloat16 and results[0][1].dtype == torch.float32
+
+
+def test_gelu_linear_rejects_mismatched_shapes():
+    y, mask, weight, bias = _gelu_linear_inputs()
+    with pytest.raises(ValueError, match="weight \\[O,H,1\\]"):
+        gelu_linear(y, mask, weight[:, :3], bias)
+    with pytest.raises(ValueError, match="mask \\[B,H,1\\]"):
+        gelu_linear(y, mask[:1], weight, bias)

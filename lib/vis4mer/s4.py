@@ -37,7 +37,7 @@ import torch
 from torch import nn
 
 from vis4mer.hippo import nplr_legs
-from vis4mer.kernels import cauchy_conj, fft_conv, select_cauchy_backend, vandermonde_conj, woodbury
+from vis4mer.kernels import cauchy_conj, fft_conv, gelu_linear, select_cauchy_backend, vandermonde_conj, woodbury
 
 SSM_OPTIM = "_optim"  # attribute marking parameters for their own optimiser group
 
@@ -204,6 +204,18 @@ class DiagonalKernel(SSMKernel):
 KERNELS = {"nplr": NPLRKernel, "diag": DiagonalKernel}
 
 
+class GeluPointwiseLinear(nn.Conv1d):
+    """Conv1d(H, H, kernel_size=1) applied to mask ⊙ GELU(y): forward(y [B, H, L], mask [B, H, 1]
+    or None) through `gelu_linear`, which keeps only y for backward. A Conv1d, so that its
+    parameters, their names and their FLOPs stay the position-wise linear's."""
+
+    def __init__(self, width: int):
+        super().__init__(width, width, kernel_size=1)
+
+    def forward(self, y: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        return gelu_linear(y, mask, self.weight, self.bias)
+
+
 class S4(nn.Module):
     """S4 layer on [B, H, L]: SSM convolution, D skip, GELU, channel dropout, position-wise linear.
 
@@ -232,9 +244,8 @@ class S4(nn.Module):
         self.kernel = KERNELS[mode](d_model, **kwargs)
         self.d_model, self.l_max = d_model, l_max
         self.D = nn.Parameter(torch.randn(d_model))  # [H] skip connection
-        self.activation = nn.GELU()
-        self.dropout = nn.Dropout1d(dropout) if dropout > 0 else nn.Identity()  # drops whole channels
-        self.output_linear = nn.Conv1d(d_model, d_model, kernel_size=1)  # position-wise H -> H
+        self.dropout = nn.Dropout1d(dropout) if dropout > 0 else None  # drops whole channels
+        self.output_linear = GeluPointwiseLinear(d_model)  # GELU, then position-wise H -> H
 
     def forward(self, u: torch.Tensor) -> torch.Tensor:
         """u [B, H, L] -> y [B, H, L]; the convolution runs in float32 (or float64) under autocast too."""
@@ -250,7 +261,11 @@ class S4(nn.Module):
         return self._output(y)
 
     def _output(self, y: torch.Tensor) -> torch.Tensor:
-        return self.output_linear(self.dropout(self.activation(y)))
+        """output_linear(dropout1d(GELU(y))) on [B, H, L], keeping only y for backward."""
+        mask = None
+        if self.dropout is not None and self.training:
+            mask = self.dropout(y.new_ones(*y.shape[:2], 1))  # [B, H, 1]: the mask Dropout1d(y) would draw
+        return self.output_linear(y, mask)
 
     # ---- recurrent mode -------------------------------------------------------------------
     def step_parameters(self) -> StepParameters:

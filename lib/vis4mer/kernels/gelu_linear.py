@@ -1,0 +1,69 @@
+"""The S4 layer's output stage, position-wise:
+
+    out = W (mask ⊙ GELU(y)) + b        y [B, H, L], mask [B, H, 1] or None, W [O, H, 1], b [O]
+
+mask holds channel dropout's kept channels, scaled (Dropout1d of a [B, H, 1] tensor of ones
+draws the same mask as Dropout1d of [B, H, L]); W and b are a Conv1d(H, O, kernel_size=1)'s.
+
+Two paths, equal in value and gradient (tests hold them so):
+
+- `gelu_linear_reference`: F.conv1d(mask ⊙ F.gelu(y), W, b); autograd saves both y (for
+  GELU's backward) and the activation mask ⊙ GELU(y) (for the weight gradient).
+- `gelu_linear`: an autograd Function that saves y (and the mask) and recomputes the
+  activation in backward, which is elementwise and cheap: one [B, H, L] tensor fewer per layer.
+
+Under autocast the linear runs in the autocast dtype, as conv1d does, and GELU in y's dtype;
+the backward computes in the dtype the forward's linear used.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def _activation(y: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    h = F.gelu(y)
+    return h if mask is None else h * mask
+
+
+def gelu_linear_reference(y: torch.Tensor, mask: torch.Tensor | None, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    """out [B, O, L]: the definition, autograd's gradients."""
+    return F.conv1d(_activation(y, mask), weight, bias)
+
+
+class GeluLinear(torch.autograd.Function):
+    """out = W (mask ⊙ GELU(y)) + b, saving y, the mask and W; the activation is recomputed."""
+
+    @staticmethod
+    def forward(ctx, y, mask, weight, bias):
+        out = F.conv1d(_activation(y, mask), weight, bias)  # [B, O, L]; autocast applies here
+        ctx.save_for_backward(y, mask, weight)
+        ctx.compute_dtype = out.dtype
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        y, mask, weight = ctx.saved_tensors
+        dtype = ctx.compute_dtype
+        grad = grad.to(dtype)  # [B, O, L]
+        matrix = weight[..., 0].to(dtype)  # [O, H]
+        h = _activation(y, mask).to(dtype)  # [B, H, L], recomputed
+        grad_weight = torch.einsum("bol,bhl->oh", grad, h)[..., None].to(weight.dtype)
+        grad_bias = grad.sum((0, 2)).to(weight.dtype)
+        grad_h = torch.matmul(matrix.T, grad).to(y.dtype)  # [B, H, L]
+        if mask is not None:
+            grad_h = grad_h * mask
+        grad_y = torch.ops.aten.gelu_backward(grad_h, y)
+        return grad_y, None, grad_weight, grad_bias
+
+
+def gelu_linear(y: torch.Tensor, mask: torch.Tensor | None, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    """out [B, O, L] from y [B, H, L], mask [B, H, 1] or None, Conv1d weight [O, H, 1] and bias [O]."""
+    if y.dim() != 3 or weight.shape[1:] != (y.shape[1], 1) or bias.shape != weight.shape[:1]:
+        raise ValueError(
+            f"gelu_linear expects y [B,H,L], weight [O,H,1], bias [O]; got {tuple(y.shape)}, {tuple(weight.shape)}, {tuple(bias.shape)}"
+        )
+    if mask is not None and mask.shape != (*y.shape[:2], 1):
+        raise ValueError(f"gelu_linear expects mask [B,H,1]; got {tuple(mask.shape)}")
+    return GeluLinear.apply(y, mask, weight, bias)
