@@ -31,9 +31,9 @@ import torch
 CHUNK_ELEMENTS = {"cpu": 1 << 18, "cuda": 1 << 24}
 
 
-def chunk_elements_for(device: torch.device) -> int:
-    """Block size of the chunked torch kernels for tensors on `device`."""
-    return CHUNK_ELEMENTS.get(device.type, CHUNK_ELEMENTS["cuda"])
+def chunk_elements_for(device: torch.device, table: dict[str, int] = CHUNK_ELEMENTS) -> int:
+    """Block size of a chunked torch kernel for tensors on `device`, from its table by device type."""
+    return table.get(device.type, table["cuda"])
 
 
 class CauchyBackend(Protocol):
