@@ -26,9 +26,11 @@ import torch
 
 # Complex elements per [B, L_chunk, M] temporary in the torch reference, by device type.
 # CPU: cache-sized blocks; measured on 2 cores (H=256, L=4096, N=64, forward+backward):
-# 2^18 -> 0.26 s and 0.33 GB peak, 2^20 -> 0.34 s, 2^24 -> 1.70 s and 0.86 GB.
+# 2^18 -> 0.26 s and 0.33 GB peak, 2^20 -> 0.34 s, 2^24 -> 1.70 s and 0.86 GB. With the
+# temporaries computed in place, one thread, H=128, L=4096: 2^16 -> 0.24 s, 2^17 -> 0.20 s
+# (1 MiB temporaries), 2^18 -> 0.22 s; H=256, L=2955: 2^16 -> 0.40 s, 2^17 and 2^18 -> 0.33 s.
 # CUDA: large blocks (128 MiB in complex64) so that kernel launches stay few.
-CHUNK_ELEMENTS = {"cpu": 1 << 18, "cuda": 1 << 24}
+CHUNK_ELEMENTS = {"cpu": 1 << 17, "cuda": 1 << 24}
 
 
 def chunk_elements_for(device: torch.device, table: dict[str, int] = CHUNK_ELEMENTS) -> int:
