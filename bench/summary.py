@@ -29,18 +29,34 @@ def _num(value, unit: str = "") -> str:
     return f"{value:.3g}{unit}" if isinstance(value, (int, float)) else "n/a"
 
 
+def _scaling_rows(scaling: dict) -> list[tuple[str, str, str]]:
+    """Baseline / ViS4mer at the longest L: time, memory (on CPU: peak RSS and torch-allocated),
+    for the SDPA Transformer (also against ViS4mer with keops) and the L×L-attention one."""
+    size, head, longest = scaling["size"], scaling["headline"], scaling["results"][-1]
+    where = f"B={size['batch']}, d_model={size['d_model']}, L={head['length']}"
+    on_cpu = scaling["device"] == "cpu"
+    measures = [("time_ratio", "time"), ("memory_ratio", "memory (peak RSS)" if on_cpu else "memory")]
+    if on_cpu:
+        measures.append(("allocated_memory_ratio", "memory (torch-allocated)"))
+    baselines = [("transformer", "", "Transformer"), ("transformer_lxl", "_lxl", "Transformer (L×L attention)")]
+    out = []
+    for baseline, suffix, name in baselines:
+        if baseline not in longest:
+            continue
+        failed = longest[baseline].get("error")  # e.g. "oom": the baseline did not fit
+        for key, what in measures:
+            value = f"{name}: {failed}" if failed else _x(head.get(key + suffix))
+            out.append((f"{name} / ViS4mer training-step {what}", value, where))
+            if not suffix and key + "_keops" in head:
+                out.append((f"{name} / ViS4mer (keops Cauchy) training-step {what}", _x(head[key + "_keops"]), where))
+    return out
+
+
 def rows(preset: str, tag: str) -> list[tuple[str, str, str]]:
     """(measurement, value, size) rows for whatever JSON exists for this preset and tag."""
     out = []
     if scaling := _load("scaling", preset, tag):
-        size, head = scaling["size"], scaling["headline"]
-        where = f"B={size['batch']}, d_model={size['d_model']}, L={head['length']}"
-        failed = scaling["results"][-1]["transformer"].get("error")  # e.g. "oom": the Transformer did not fit
-        for key, what in (("time", "time"), ("memory", "memory")):
-            value = f"Transformer: {failed}" if failed else _x(head[f"{key}_ratio"])
-            out.append((f"Transformer / ViS4mer training-step {what}", value, where))
-            if f"{key}_ratio_keops" in head:
-                out.append((f"Transformer / ViS4mer (keops Cauchy) training-step {what}", _x(head[f"{key}_ratio_keops"]), where))
+        out += _scaling_rows(scaling)
     if speedups := _load("speedups", preset, tag):
         results, step = speedups["results"], speedups["size"]["step"]
         where = f"B={step['batch']}, d_model={step['d_model']}, L={step['length']}"
