@@ -80,8 +80,11 @@ class FFTConv(torch.autograd.Function):
         need_u, need_k, need_skip = ctx.needs_input_grad[:3]
         grad_u = torch.empty_like(u) if need_u else None  # [B, H, L]
         grad_k = torch.empty_like(k) if need_k else None  # [H, L]
+        grad_skip = torch.empty_like(skip) if need_skip else None  # [H]
         for block in _head_blocks(batch, heads, n_fft, ctx.chunk_elements):
             g_block = grad[:, block]  # [B, Hb, L]
+            if need_skip:
+                grad_skip[block] = (g_block * u[:, block]).sum((0, 2))
             g_hat = torch.fft.rfft(g_block, n=n_fft)  # [B, Hb, F]
             if need_u:
                 k_hat = torch.fft.rfft(k[block], n=n_fft)  # [Hb, F]
@@ -90,7 +93,6 @@ class FFTConv(torch.autograd.Function):
             if need_k:
                 u_hat = torch.fft.rfft(u[:, block], n=n_fft)  # [B, Hb, F], recomputed
                 grad_k[block] = torch.fft.irfft((g_hat * u_hat.conj()).sum(0), n=n_fft)[..., :length]
-        grad_skip = torch.einsum("bhl,bhl->h", grad, u) if need_skip else None
         return grad_u, grad_k, grad_skip, None
 
 

@@ -49,7 +49,7 @@ class GeluLinear(torch.autograd.Function):
         grad = grad.to(dtype)  # [B, O, L]
         matrix = weight[..., 0].to(dtype)  # [O, H]
         h = _activation(y, mask).to(dtype)  # [B, H, L], recomputed
-        grad_weight = torch.einsum("bol,bhl->oh", grad, h)[..., None].to(weight.dtype)
+        grad_weight = torch.matmul(grad, h.transpose(1, 2)).sum(0)[..., None].to(weight.dtype)  # Σ_b [O, H]
         grad_bias = grad.sum((0, 2)).to(weight.dtype)
         grad_h = torch.matmul(matrix.T, grad).to(y.dtype)  # [B, H, L]
         if mask is not None:
