@@ -437,9 +437,9 @@ def set_threads(threads: int) -> None:
     torch.set_num_threads(threads)
 
 
-def parse_args(doc: str, presets: dict, argv: list[str] | None = None) -> tuple[argparse.Namespace, dict]:
-    """--preset (default cpu), --device (default cuda when available), --threads and --inline;
-    returns (args, the preset's dict).
+def parse_args(doc: str, presets: dict, argv: list[str] | None = None, add_arguments=None) -> tuple[argparse.Namespace, dict]:
+    """--preset (default cpu), --device (default cuda when available), --threads and --inline,
+    and whatever add_arguments(parser) adds; returns (args, the preset's dict).
 
     --threads: CPU threads for every case; default 1 on CPU. On a machine shared with other
     jobs a multi-threaded run waits at each OpenMP barrier for whichever thread another job has
@@ -455,6 +455,8 @@ def parse_args(doc: str, presets: dict, argv: list[str] | None = None) -> tuple[
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads per case (default: 1 on CPU; 0: torch's default)")
     parser.add_argument("--inline", action="store_true", help="run every case in this process (no isolation)")
+    if add_arguments:
+        add_arguments(parser)
     args = parser.parse_args(argv)
     if args.threads is None:
         args.threads = 1 if args.device == "cpu" else 0

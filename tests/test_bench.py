@@ -293,6 +293,27 @@ def test_scaling_rows_compare_with_lxl_attention_and_allocated_memory(tiny_resul
         assert {"allocated_memory_ratio", "memory_ratio_lxl", "allocated_memory_ratio_lxl"} <= set(row)
 
 
+def test_revision_bench_runs_both_trees_in_their_own_processes(tmp_path, monkeypatch):
+    bench_revision = importlib.import_module("bench_revision")
+    monkeypatch.setenv(common.RESULTS_ENV, str(tmp_path))
+    monkeypatch.setattr(common, "_INLINE", False)
+    payload = bench_revision.main(["--against", "HEAD", "--preset", "tiny", "--device", "cpu", "--threads", "0"])
+    (row,) = payload["results"]
+    assert "error" not in row["this"] and "error" not in row["other"], row
+    assert row["time_ratio"] > 0 and row["allocated_memory_ratio"] is not None
+    assert payload["against"]["revision"] == "HEAD" and len(payload["against"]["commit"]) >= 7
+    assert (tmp_path / f"revision_tiny_{common.device_tag()}.json").exists()
+
+
+def test_revision_bench_names_a_bad_revision_and_refuses_inline(monkeypatch):
+    bench_revision = importlib.import_module("bench_revision")
+    monkeypatch.setattr(common, "_INLINE", False)  # parse_args sets it
+    with pytest.raises(SystemExit, match="--against no-such-rev: git archive failed"):
+        bench_revision.extract_library("no-such-rev", Path("/nonexistent"))
+    with pytest.raises(SystemExit, match="drop --inline"):
+        bench_revision.main(["--against", "HEAD", "--preset", "tiny", "--inline", "--threads", "0"])
+
+
 def test_summary_table_quotes_the_json(tiny_results, monkeypatch):
     directory, payloads = tiny_results
     monkeypatch.setenv(common.RESULTS_ENV, str(directory))
@@ -303,4 +324,5 @@ def test_summary_table_quotes_the_json(tiny_results, monkeypatch):
     lxl = payloads["bench_scaling"]["headline"]["time_ratio_lxl"]
     assert f"| Transformer (L×L attention) / ViS4mer training-step time | {lxl:.3g}× |" in text
     assert "| Transformer / ViS4mer training-step memory (torch-allocated) |" in text
+    assert text.splitlines()[2].endswith("| `python bench/bench_scaling.py --preset tiny` |")  # the command that wrote it
     assert "fp64 / fp16 HDF5 file size" in text and "measured step / floor" in text
