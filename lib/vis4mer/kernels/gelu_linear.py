@@ -13,7 +13,8 @@ Two paths, equal in value and gradient (tests hold them so):
   activation in backward, which is elementwise and cheap: one [B, H, L] tensor fewer per layer.
 
 Under autocast the linear runs in the autocast dtype, as conv1d does, and GELU in y's dtype;
-the backward is conv1d's own (aten.convolution_backward), in the dtype the forward's linear used.
+the backward computes in the dtype the forward's linear used (fp32/fp64 as matmuls, reduced
+precision through conv1d's own backward).
 """
 
 from __future__ import annotations
@@ -48,11 +49,19 @@ class GeluLinear(torch.autograd.Function):
         dtype = ctx.compute_dtype
         need_y, _, need_weight, need_bias = ctx.needs_input_grad
         h = _activation(y, mask).to(dtype)  # [B, H, L], recomputed
-        # conv1d's own backward, as autograd would call it: in bf16 it is oneDNN's, while a bf16
-        # matmul on a CPU without bf16 units runs ~100x slower than fp32 (0.63 vs 58 GFLOP/s here)
-        grad_h, grad_weight, grad_bias = torch.ops.aten.convolution_backward(
-            grad.to(dtype), h, weight.to(dtype), [weight.shape[0]], [1], [0], [1], False, [0], 1, [need_y, need_weight, need_bias]
-        )
+        grad = grad.to(dtype)  # [B, O, L]
+        if dtype in (torch.float32, torch.float64):
+            # as matmuls: conv1d's CPU backward (im2col) allocates column buffers besides
+            grad_h = torch.matmul(weight[..., 0].to(dtype).T, grad) if need_y else None  # [B, H, L]
+            grad_weight = torch.matmul(grad, h.transpose(1, 2)).sum(0)[..., None] if need_weight else None  # Σ_b [O, H, 1]
+            grad_bias = grad.sum((0, 2)) if need_bias else None
+        else:
+            # autocast's bf16/fp16: conv1d's own backward, as autograd would call it (oneDNN or
+            # cuDNN); a bf16 matmul on a CPU without bf16 units is ~100x slower than fp32 (0.63
+            # vs 58 GFLOP/s measured on this machine)
+            grad_h, grad_weight, grad_bias = torch.ops.aten.convolution_backward(
+                grad, h, weight.to(dtype), [weight.shape[0]], [1], [0], [1], False, [0], 1, [need_y, need_weight, need_bias]
+            )
         grad_y = None
         if need_y:
             grad_h = grad_h.to(y.dtype)  # [B, H, L]
