@@ -8,6 +8,7 @@ Every file is named <name>_<device tag> so CPU and GPU results sit side by side.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import multiprocessing as mp
@@ -129,13 +130,52 @@ def peak_mib(device: torch.device) -> float:
     return _rss_mib("VmHWM") or resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**10
 
 
-def time_repeated(fn, device: torch.device, warmup: int, repeats: int) -> dict:
+def _walk(nodes):
+    for node in nodes:
+        yield node
+        yield from _walk(node.children)
+
+
+def cpu_allocated_peak_mib(fn) -> float:
+    """Peak of what torch allocates on the CPU during one call of fn, above what was allocated at
+    its start, in MiB (what CUDA's max_memory_allocated gives on a GPU; CPU tensors have no
+    allocator statistics).
+
+    fn runs twice under torch.profiler(profile_memory=True) and the second call is read from the
+    allocator's events: the profiler sees only frees of blocks allocated while it ran, and the
+    first call allocates what the second frees (e.g. the previous step's gradients). Unlike
+    peak RSS this does not count what glibc's malloc keeps resident after frees, so it is the
+    same on every run.
+    """
+    from torch._C._profiler import _EventType
+    from torch.profiler import ProfilerActivity, profile, record_function
+
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        fn()
+        with record_function("measured call"):
+            fn()
+    tree = prof.profiler.kineto_results.experimental_event_tree()
+    measured = next(node for node in _walk(tree) if node.name == "measured call")
+    events = sorted(
+        (node for node in _walk(measured.children) if node.tag == _EventType.Allocation), key=lambda node: node.start_time_ns
+    )
+    if not events:
+        return 0.0
+    start = events[0].extra_fields.total_allocated - events[0].extra_fields.alloc_size
+    return max(0, max(event.extra_fields.total_allocated for event in events) - start) / 2**20
+
+
+def time_repeated(fn, device: torch.device, warmup: int, repeats: int, allocated: bool = False) -> dict:
     """Wall time of fn() in seconds (median and fastest of `repeats`), and memory in MiB.
 
     peak_mib: the peak over the timed calls (CUDA allocator, or the process's RSS on CPU);
     peak_extra_mib: that peak less what was resident before the first call (model, inputs and,
     on CPU, the runtime), i.e. what the calls themselves need (activations, gradients, optimiser
     state, workspaces).
+    allocated: also report allocated_extra_mib, what torch itself allocates above what it held
+    before (CUDA: peak_extra_mib itself; CPU: cpu_allocated_peak_mib, two more calls after the
+    timed ones). On CPU peak RSS also holds what malloc keeps after frees: at the CPU preset's
+    L=4096 it varied by ±10 MiB between identical runs, while this figure does not vary.
     """
     device = torch.device(device)
     synchronize(device)
@@ -151,13 +191,16 @@ def time_repeated(fn, device: torch.device, warmup: int, repeats: int) -> dict:
         synchronize(device)
         times.append(time.perf_counter() - start)
     peak = peak_mib(device)
-    return {
+    result = {
         "seconds": statistics.median(times),
         "min_seconds": min(times),
         "peak_mib": round(peak, 1),
         "peak_extra_mib": round(max(peak - before, 0.0), 1),
         "repeats": repeats,
     }
+    if allocated:
+        result["allocated_extra_mib"] = result["peak_extra_mib"] if device.type == "cuda" else round(cpu_allocated_peak_mib(fn), 1)
+    return result
 
 
 def _run_case(fn, args) -> dict:
@@ -232,15 +275,25 @@ def ratio(numerator, denominator) -> float | None:
 
 
 # ---- the measured workloads shared by several scripts ----------------------------------------
-def train_step_case(model_name: str, size: dict, device: str, autocast: bool = False, backend: str = "auto") -> dict:
-    """One training step (forward, cross-entropy, backward, AdamW step) timed at `size`.
+ATTENTION_BACKENDS = ("auto", "math")
+
+
+def train_step_case(
+    model_name: str, size: dict, device: str, autocast: bool = False, backend: str = "auto", attention: str = "auto"
+) -> dict:
+    """One training step (forward, cross-entropy, backward, AdamW step) timed at `size`, with
+    time_repeated's allocated_extra_mib.
 
     size: batch, length, d_input, d_model, n_layers, warmup, repeats. With autocast the
     forward runs under torch.autocast(bfloat16): the linears in bf16, while the S4 layer turns
     autocast off around its kernel and FFT convolution (they stay fp32). `backend` is ViS4mer's
-    Cauchy kernel backend ("auto": the CUDA extension on GPU, torch on CPU).
+    Cauchy kernel backend ("auto": the CUDA extension on GPU, torch on CPU). `attention` is the
+    Transformer's SDPA backend: "auto" (PyTorch's choice: flash or memory-efficient kernels,
+    linear memory in L) or "math" (softmax(QKᵀ)V, which materialises the L×L matrix, as the
+    attention the paper compared with did).
     """
     import torch.nn.functional as F
+    from torch.nn.attention import SDPBackend, sdpa_kernel
 
     from vis4mer import build_model, build_optimizer
     from vis4mer.kernels import select_cauchy_backend
@@ -254,17 +307,24 @@ def train_step_case(model_name: str, size: dict, device: str, autocast: bool = F
     x = torch.randn(batch, length, size["d_input"], device=dev)
     target = torch.randint(0, 10, (batch,), device=dev)
 
+    if attention not in ATTENTION_BACKENDS:
+        raise ValueError(f"unknown attention backend {attention!r}; choose one of {', '.join(ATTENTION_BACKENDS)}")
+    attention_context = (lambda: sdpa_kernel([SDPBackend.MATH])) if attention == "math" else contextlib.nullcontext
+
     def step():
         optimizer.zero_grad(set_to_none=True)
-        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=autocast):
-            logits = model(x)
-        F.cross_entropy(logits.float(), target).backward()
+        with attention_context():
+            with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=autocast):
+                logits = model(x)
+            F.cross_entropy(logits.float(), target).backward()
         optimizer.step()
 
     result = {"model": model_name, "length": length, "autocast_bf16": autocast}
     if model_name == "vis4mer":
         result["cauchy_backend"] = select_cauchy_backend(backend, dev, torch.complex64).name
-    return result | time_repeated(step, dev, size["warmup"], size["repeats"])
+    if model_name == "transformer":
+        result["attention"] = attention
+    return result | time_repeated(step, dev, size["warmup"], size["repeats"], allocated=True)
 
 
 def matmul_rate(device: str, dtype: str, n: int, repeats: int) -> dict:
@@ -377,9 +437,9 @@ def set_threads(threads: int) -> None:
     torch.set_num_threads(threads)
 
 
-def parse_args(doc: str, presets: dict, argv: list[str] | None = None) -> tuple[argparse.Namespace, dict]:
-    """--preset (default cpu), --device (default cuda when available), --threads and --inline;
-    returns (args, the preset's dict).
+def parse_args(doc: str, presets: dict, argv: list[str] | None = None, add_arguments=None) -> tuple[argparse.Namespace, dict]:
+    """--preset (default cpu), --device (default cuda when available), --threads and --inline,
+    and whatever add_arguments(parser) adds; returns (args, the preset's dict).
 
     --threads: CPU threads for every case; default 1 on CPU. On a machine shared with other
     jobs a multi-threaded run waits at each OpenMP barrier for whichever thread another job has
@@ -395,6 +455,8 @@ def parse_args(doc: str, presets: dict, argv: list[str] | None = None) -> tuple[
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads per case (default: 1 on CPU; 0: torch's default)")
     parser.add_argument("--inline", action="store_true", help="run every case in this process (no isolation)")
+    if add_arguments:
+        add_arguments(parser)
     args = parser.parse_args(argv)
     if args.threads is None:
         args.threads = 1 if args.device == "cpu" else 0

@@ -1,5 +1,6 @@
 """The headline numbers of one device's benchmark JSON as a Markdown table (what the README's
-Benchmarks section quotes), read from the files, never typed by hand.
+Benchmarks section quotes), read from the files, never typed by hand, each with the command
+that wrote it.
 
     python bench/summary.py --preset cpu               # this machine's device tag
     python bench/summary.py --preset lvu --tag nvidia_h100_80gb_hbm3
@@ -29,57 +30,110 @@ def _num(value, unit: str = "") -> str:
     return f"{value:.3g}{unit}" if isinstance(value, (int, float)) else "n/a"
 
 
-def rows(preset: str, tag: str) -> list[tuple[str, str, str]]:
-    """(measurement, value, size) rows for whatever JSON exists for this preset and tag."""
+def _scaling_rows(scaling: dict) -> list[tuple[str, str, str]]:
+    """Baseline / ViS4mer at the longest L: time, memory (on CPU: peak RSS and torch-allocated),
+    for the SDPA Transformer (also against ViS4mer with keops) and the L×L-attention one."""
+    size, head, longest = scaling["size"], scaling["headline"], scaling["results"][-1]
+    where = f"B={size['batch']}, d_model={size['d_model']}, L={head['length']}"
+    on_cpu = scaling["device"] == "cpu"
+    measures = [("time_ratio", "time"), ("memory_ratio", "memory (peak RSS)" if on_cpu else "memory")]
+    if on_cpu:
+        measures.append(("allocated_memory_ratio", "memory (torch-allocated)"))
+    baselines = [("transformer", "", "Transformer"), ("transformer_lxl", "_lxl", "Transformer (L×L attention)")]
     out = []
-    if scaling := _load("scaling", preset, tag):
-        size, head = scaling["size"], scaling["headline"]
-        where = f"B={size['batch']}, d_model={size['d_model']}, L={head['length']}"
-        failed = scaling["results"][-1]["transformer"].get("error")  # e.g. "oom": the Transformer did not fit
-        for key, what in (("time", "time"), ("memory", "memory")):
-            value = f"Transformer: {failed}" if failed else _x(head[f"{key}_ratio"])
-            out.append((f"Transformer / ViS4mer training-step {what}", value, where))
-            if f"{key}_ratio_keops" in head:
-                out.append((f"Transformer / ViS4mer (keops Cauchy) training-step {what}", _x(head[f"{key}_ratio_keops"]), where))
-    if speedups := _load("speedups", preset, tag):
-        results, step = speedups["results"], speedups["size"]["step"]
-        where = f"B={step['batch']}, d_model={step['d_model']}, L={step['length']}"
-        out.append(("fp32 / bf16-autocast ViS4mer step time", _x(results["autocast"]["time_ratio"]), where))
-        for row in results["fft"]:
-            batch, heads, length = row["shape"]
-            out.append((
-                f"FFT conv fwd+bwd, n={row['naive']} / n={row['fast']}",
-                _x(row["forward_backward_ratio"]),
-                f"[B, H, L] = [{batch}, {heads}, {length}]",
-            ))
-        cauchy = results["cauchy"]
-        for pair, value in cauchy["forward_backward_ratios"].items():
-            out.append((f"Cauchy fwd+bwd, {pair}", _x(value), f"H={cauchy['shape']['heads']}, L={cauchy['shape']['length']}"))
-        storage = results["storage"]
-        layout = storage["layout"]
-        where = f"{layout['videos']} × [{layout['frames']}·{layout['tokens']}, {layout['dim']}], batch {layout['batch']}"
-        out.append(("fp64 / fp16 HDF5 batch read, cold cache", _x(storage["cold_read_ratio"]), where))
-        out.append(("fp64 / fp16 HDF5 batch read, warm cache", _x(storage["warm_read_ratio"]), where))
-        out.append(("fp64 / fp16 HDF5 file size", _x(storage["file_size_ratio"]), where))
-    if floor := _load("floor", preset, tag):
-        size = floor["size"]
-        where = f"B={size['batch']}, d_model={size['d_model']}, L={size['length']}"
-        for precision, multiple in floor["measured_over_floor"].items():
-            bound = floor["floor"][precision]["bound"]
-            out.append((f"measured step / floor ({precision}, {bound}-bound)", _x(multiple), where))
-    if extraction := _load("extraction", preset, tag):
-        vit, head = extraction["vit"], extraction["headline"]
-        out.append((f"{vit['model']} frames/s (roofline {_num(head['vit_roofline_frames_per_s'])})",
-                    _num(head["vit_frames_per_s"]), f"{_num(head['vit_fraction_of_roofline'])} of roofline"))
-        for name in ("decord", "torchcodec"):
-            out.append((f"{name} decode at 1 fps, frames/s per core", _num(head.get(f"{name}_frames_per_s_per_core")), "640×360 H.264"))
-        out.append(("decord / torchcodec decode speed", _x(head["decord_over_torchcodec_speed"]), "same files"))
+    for baseline, suffix, name in baselines:
+        if baseline not in longest:
+            continue
+        failed = longest[baseline].get("error")  # e.g. "oom": the baseline did not fit
+        for key, what in measures:
+            value = f"{name}: {failed}" if failed else _x(head.get(key + suffix))
+            out.append((f"{name} / ViS4mer training-step {what}", value, where))
+            if not suffix and key + "_keops" in head:
+                out.append((f"{name} / ViS4mer (keops Cauchy) training-step {what}", _x(head[key + "_keops"]), where))
+    return out
+
+
+def _speedups_rows(speedups: dict) -> list[tuple[str, str, str]]:
+    results, step = speedups["results"], speedups["size"]["step"]
+    where = f"B={step['batch']}, d_model={step['d_model']}, L={step['length']}"
+    out = [("fp32 / bf16-autocast ViS4mer step time", _x(results["autocast"]["time_ratio"]), where)]
+    for row in results["fft"]:
+        batch, heads, length = row["shape"]
+        out.append((
+            f"FFT conv fwd+bwd, n={row['naive']} / n={row['fast']}",
+            _x(row["forward_backward_ratio"]),
+            f"[B, H, L] = [{batch}, {heads}, {length}]",
+        ))
+    cauchy = results["cauchy"]
+    for pair, value in cauchy["forward_backward_ratios"].items():
+        out.append((f"Cauchy fwd+bwd, {pair}", _x(value), f"H={cauchy['shape']['heads']}, L={cauchy['shape']['length']}"))
+    storage = results["storage"]
+    layout = storage["layout"]
+    where = f"{layout['videos']} × [{layout['frames']}·{layout['tokens']}, {layout['dim']}], batch {layout['batch']}"
+    out.append(("fp64 / fp16 HDF5 batch read, cold cache", _x(storage["cold_read_ratio"]), where))
+    out.append(("fp64 / fp16 HDF5 batch read, warm cache", _x(storage["warm_read_ratio"]), where))
+    out.append(("fp64 / fp16 HDF5 file size", _x(storage["file_size_ratio"]), where))
+    return out
+
+
+def _floor_rows(floor: dict) -> list[tuple[str, str, str]]:
+    size = floor["size"]
+    where = f"B={size['batch']}, d_model={size['d_model']}, L={size['length']}"
+    return [
+        (f"measured step / floor ({precision}, {floor['floor'][precision]['bound']}-bound)", _x(multiple), where)
+        for precision, multiple in floor["measured_over_floor"].items()
+    ]
+
+
+def _extraction_rows(extraction: dict) -> list[tuple[str, str, str]]:
+    vit, head = extraction["vit"], extraction["headline"]
+    out = [(f"{vit['model']} frames/s (roofline {_num(head['vit_roofline_frames_per_s'])})",
+            _num(head["vit_frames_per_s"]), f"{_num(head['vit_fraction_of_roofline'])} of roofline")]
+    for name in ("decord", "torchcodec"):
+        out.append((f"{name} decode at 1 fps, frames/s per core", _num(head.get(f"{name}_frames_per_s_per_core")), "640×360 H.264"))
+    out.append(("decord / torchcodec decode speed", _x(head["decord_over_torchcodec_speed"]), "same files"))
+    return out
+
+
+def _revision_rows(revision: dict) -> list[tuple[str, str, str]]:
+    """The ViS4mer step of another revision / this tree's, at each measured L."""
+    commit, size = revision["against"]["commit"], revision["size"]
+    out = []
+    for row in revision["results"]:
+        where = f"B={size['batch']}, d_model={size['d_model']}, L={row['length']}"
+        memory = "memory (peak RSS)" if revision["device"] == "cpu" else "memory"
+        out.append((f"ViS4mer step time, {commit} / this tree", _x(row["time_ratio"]), where))
+        out.append((f"ViS4mer step {memory}, {commit} / this tree", _x(row["memory_ratio"]), where))
+        if revision["device"] == "cpu":
+            out.append((f"ViS4mer step memory (torch-allocated), {commit} / this tree", _x(row["allocated_memory_ratio"]), where))
+    return out
+
+
+# script name (bench_<name>.py, results <name>_<preset>_<tag>.json) -> its rows
+SECTIONS = {
+    "scaling": _scaling_rows,
+    "revision": _revision_rows,
+    "speedups": _speedups_rows,
+    "floor": _floor_rows,
+    "extraction": _extraction_rows,
+}
+
+
+def rows(preset: str, tag: str) -> list[tuple[str, str, str, str]]:
+    """(measurement, value, size, command) rows for whatever JSON exists for this preset and tag;
+    the command is the one that wrote the JSON."""
+    out = []
+    for script, section in SECTIONS.items():
+        if payload := _load(script, preset, tag):
+            against = f" --against {payload['against']['revision']}" if "against" in payload else ""
+            command = f"`python bench/bench_{script}.py --preset {preset}{against}`"
+            out += [(*row, command) for row in section(payload)]
     return out
 
 
 def table(preset: str, tag: str) -> str:
-    lines = ["| measurement | value | size |", "| --- | --- | --- |"]
-    lines += [f"| {name} | {value} | {where} |" for name, value, where in rows(preset, tag)]
+    lines = ["| measurement | value | size | command |", "| --- | --- | --- | --- |"]
+    lines += [f"| {name} | {value} | {where} | {command} |" for name, value, where, command in rows(preset, tag)]
     return "\n".join(lines)
 
 

@@ -172,6 +172,36 @@ def test_time_repeated_reports_time_and_memory():
     assert 0 <= result["min_seconds"] <= result["seconds"] and result["peak_extra_mib"] >= 0
 
 
+def test_cpu_allocated_peak_counts_what_a_call_allocates():
+    kept = []
+
+    def call():
+        kept.clear()  # frees the previous call's 2 MiB
+        scratch = torch.ones(1 << 20)  # 4 MiB, freed on return
+        kept.append(torch.ones(1 << 19))  # 2 MiB, kept until the next call
+        return scratch.sum()
+
+    assert common.cpu_allocated_peak_mib(call) == pytest.approx(4.0, abs=0.05)
+    assert common.cpu_allocated_peak_mib(call) == common.cpu_allocated_peak_mib(call)
+
+
+def test_time_repeated_reports_allocated_memory_when_asked():
+    result = common.time_repeated(lambda: torch.ones(1 << 20).sum(), torch.device("cpu"), warmup=0, repeats=1, allocated=True)
+    assert result["allocated_extra_mib"] == pytest.approx(4.0, abs=0.05)
+
+
+def test_lxl_attention_case_materialises_the_attention_matrix():
+    """SDPA's math backend holds B·heads·L² floats; the default CPU kernel never does."""
+    size = dict(batch=1, d_input=16, d_model=16, n_layers=1, length=256, warmup=0, repeats=1)
+    matrix_mib = 1 * 8 * 256**2 * 4 / 2**20
+    lxl = common.train_step_case("transformer", size, "cpu", attention="math")
+    sdpa = common.train_step_case("transformer", size, "cpu")
+    assert (lxl["attention"], sdpa["attention"]) == ("math", "auto")
+    assert lxl["allocated_extra_mib"] >= matrix_mib > sdpa["allocated_extra_mib"]
+    with pytest.raises(ValueError, match="unknown attention backend 'flash'"):
+        common.train_step_case("transformer", size, "cpu", attention="flash")
+
+
 def test_write_json_honours_the_results_dir(tmp_path, monkeypatch):
     monkeypatch.setenv(common.RESULTS_ENV, str(tmp_path / "out"))
     path = common.write_json("example", {"value": float("nan"), "nested": [float("inf"), 1.0]})
@@ -253,6 +283,37 @@ def test_scaling_rows_have_both_models_and_ratios(tiny_results):
         assert row["memory_ratio"] is None or row["memory_ratio"] >= 0
 
 
+def test_scaling_rows_compare_with_lxl_attention_and_allocated_memory(tiny_results):
+    _, payloads = tiny_results
+    for row in payloads["bench_scaling"]["results"]:
+        assert row["transformer_lxl"]["attention"] == "math" and row["transformer"]["attention"] == "auto"
+        assert row["time_ratio_lxl"] > 0
+        for key in ("vis4mer", "transformer", "transformer_lxl"):
+            assert row[key]["allocated_extra_mib"] >= 0
+        assert {"allocated_memory_ratio", "memory_ratio_lxl", "allocated_memory_ratio_lxl"} <= set(row)
+
+
+def test_revision_bench_runs_both_trees_in_their_own_processes(tmp_path, monkeypatch):
+    bench_revision = importlib.import_module("bench_revision")
+    monkeypatch.setenv(common.RESULTS_ENV, str(tmp_path))
+    monkeypatch.setattr(common, "_INLINE", False)
+    payload = bench_revision.main(["--against", "HEAD", "--preset", "tiny", "--device", "cpu", "--threads", "0"])
+    (row,) = payload["results"]
+    assert "error" not in row["this"] and "error" not in row["other"], row
+    assert row["time_ratio"] > 0 and row["allocated_memory_ratio"] is not None
+    assert payload["against"]["revision"] == "HEAD" and len(payload["against"]["commit"]) >= 7
+    assert (tmp_path / f"revision_tiny_{common.device_tag()}.json").exists()
+
+
+def test_revision_bench_names_a_bad_revision_and_refuses_inline(monkeypatch):
+    bench_revision = importlib.import_module("bench_revision")
+    monkeypatch.setattr(common, "_INLINE", False)  # parse_args sets it
+    with pytest.raises(SystemExit, match="--against no-such-rev: git archive failed"):
+        bench_revision.extract_library("no-such-rev", Path("/nonexistent"))
+    with pytest.raises(SystemExit, match="drop --inline"):
+        bench_revision.main(["--against", "HEAD", "--preset", "tiny", "--inline", "--threads", "0"])
+
+
 def test_summary_table_quotes_the_json(tiny_results, monkeypatch):
     directory, payloads = tiny_results
     monkeypatch.setenv(common.RESULTS_ENV, str(directory))
@@ -260,4 +321,8 @@ def test_summary_table_quotes_the_json(tiny_results, monkeypatch):
     assert text.startswith("| measurement | value | size |")
     ratio = payloads["bench_scaling"]["headline"]["time_ratio"]
     assert f"| Transformer / ViS4mer training-step time | {ratio:.3g}× |" in text
+    lxl = payloads["bench_scaling"]["headline"]["time_ratio_lxl"]
+    assert f"| Transformer (L×L attention) / ViS4mer training-step time | {lxl:.3g}× |" in text
+    assert "| Transformer / ViS4mer training-step memory (torch-allocated) |" in text
+    assert text.splitlines()[2].endswith("| `python bench/bench_scaling.py --preset tiny` |")  # the command that wrote it
     assert "fp64 / fp16 HDF5 file size" in text and "measured step / floor" in text

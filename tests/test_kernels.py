@@ -1,4 +1,6 @@
-"""The Cauchy sum (every backend against the definition), HiPPO-LegS and backend selection."""
+"""The Cauchy sum (every backend against the definition), HiPPO-LegS, backend selection, and the
+fast paths of the FFT convolution, the Woodbury step and the output stage (GELU, channel mask,
+position-wise linear) against their plain-torch references."""
 
 import logging
 import math
@@ -9,7 +11,17 @@ import pytest
 import torch
 
 from vis4mer.hippo import hippo_legs, nplr_legs
-from vis4mer.kernels import cauchy_conj, cauchy_conj_dense, select_cauchy_backend
+from vis4mer.kernels import (
+    cauchy_conj,
+    cauchy_conj_dense,
+    fft_conv,
+    fft_conv_reference,
+    gelu_linear,
+    gelu_linear_reference,
+    select_cauchy_backend,
+    woodbury,
+    woodbury_reference,
+)
 from vis4mer.kernels.cauchy import TorchCauchy
 
 
@@ -128,3 +140,185 @@ def test_lvu_first_layer_kernel_fits_in_a_few_gb():
     out = subprocess.run([sys.executable, "-c", PEAK_MEMORY_SCRIPT], capture_output=True, text=True, check=True)
     peak_gib = int(out.stdout.split()[-1]) / 2**20
     assert peak_gib < 3.0, f"peak RSS {peak_gib:.2f} GiB"
+
+
+# ---- FFT convolution -------------------------------------------------------------------------
+
+
+def _conv_inputs(batch, heads, length, dtype=torch.float64):
+    u = torch.randn(batch, heads, length, dtype=dtype, requires_grad=True)
+    k = torch.randn(heads, length, dtype=dtype, requires_grad=True)
+    skip = torch.randn(heads, dtype=dtype, requires_grad=True)
+    return u, k, skip
+
+
+def _conv_and_grads(conv, u, k, skip, upstream, **kwargs):
+    y = conv(u, k, skip, **kwargs)
+    return (y, *torch.autograd.grad(y, (u, k, skip), upstream))
+
+
+@pytest.mark.parametrize(
+    ("shape", "chunk_elements"),
+    [((2, 5, 33), 7), ((3, 4, 100), None), ((1, 1, 1), None), ((2, 6, 64), 300), ((1, 3, 127), 1 << 30)],
+    ids=["one-head-blocks", "default-blocks", "length-1", "two-head-blocks", "one-block"],
+)
+def test_fft_conv_equals_reference_in_value_and_gradients(shape, chunk_elements):
+    u, k, skip = _conv_inputs(*shape)
+    upstream = torch.randn(shape, dtype=torch.float64)
+    ours = _conv_and_grads(fft_conv, u, k, skip, upstream, chunk_elements=chunk_elements)
+    reference = _conv_and_grads(fft_conv_reference, u, k, skip, upstream)
+    for name, a, b in zip(("y", "grad u", "grad k", "grad D"), ours, reference):
+        assert _rel(a, b) < 1e-10, name
+
+
+def test_fft_conv_is_the_causal_convolution_with_skip():
+    u, k, skip = (t.detach() for t in _conv_inputs(2, 3, 9))
+    direct = torch.stack(
+        [sum(k[:, s] * u[..., t - s] for s in range(t + 1)) + skip * u[..., t] for t in range(9)], dim=-1
+    )
+    assert _rel(fft_conv(u, k, skip, chunk_elements=10), direct) < 1e-12
+
+
+def test_fft_conv_passes_gradcheck():
+    u, k, skip = _conv_inputs(2, 3, 11)
+    assert torch.autograd.gradcheck(lambda *args: fft_conv(*args, chunk_elements=12), (u, k, skip))
+
+
+def test_fft_conv_gradient_of_u_alone():
+    u, k, skip = _conv_inputs(2, 3, 20)
+    k, skip = k.detach(), skip.detach()
+    upstream = torch.randn(2, 3, 20, dtype=torch.float64)
+    (ours,) = torch.autograd.grad(fft_conv(u, k, skip), u, upstream)
+    (reference,) = torch.autograd.grad(fft_conv_reference(u, k, skip), u, upstream)
+    assert _rel(ours, reference) < 1e-10
+
+
+def test_fft_conv_float32_matches_reference():
+    u, k, skip = _conv_inputs(2, 8, 1000, dtype=torch.float32)
+    upstream = torch.randn(2, 8, 1000)
+    ours = _conv_and_grads(fft_conv, u, k, skip, upstream, chunk_elements=3 * 2 * 1001)
+    reference = _conv_and_grads(fft_conv_reference, u, k, skip, upstream)
+    for a, b in zip(ours, reference):
+        assert _rel(a, b) < 1e-5
+
+
+def test_fft_conv_saves_only_its_inputs_for_backward():
+    """What makes it lighter than autograd's FFT: no padded copies, no complex transforms kept."""
+    saved = {}
+
+    def pack(tensor):
+        saved[tensor.untyped_storage().data_ptr()] = tensor.untyped_storage().nbytes()
+        return tensor
+
+    u, k, skip = _conv_inputs(2, 4, 300, dtype=torch.float32)
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+        fft_conv(u, k, skip)
+    assert sum(saved.values()) == 4 * (u.numel() + k.numel() + skip.numel())
+    saved.clear()
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+        fft_conv_reference(u, k, skip)
+    assert sum(saved.values()) > 4 * 4 * u.numel()  # padded u, rfft(u), padded k, rfft(k), ...
+
+
+def test_fft_conv_rejects_mismatched_shapes():
+    u, k, skip = _conv_inputs(2, 4, 10)
+    with pytest.raises(ValueError, match="u \\[B,H,L\\], k \\[H,L\\], D \\[H\\]"):
+        fft_conv(u, k[:, :9], skip)
+
+
+# ---- Woodbury step ---------------------------------------------------------------------------
+
+
+def _woodbury_inputs(heads=5, length=32):
+    k = (0.3 * torch.randn(4, heads, length // 2 + 1, dtype=torch.complex128)).requires_grad_()
+    s = 1 + torch.exp(-2j * math.pi * torch.arange(length // 2 + 1, dtype=torch.float64) / length)
+    return k, s
+
+
+def test_woodbury_equals_reference_in_value_and_gradient():
+    k, s = _woodbury_inputs()
+    upstream = torch.randn(5, 17, dtype=torch.complex128)
+    ours, reference = woodbury(k, s), woodbury_reference(k, s)
+    assert torch.equal(ours, reference)  # the same expression
+    (grad,) = torch.autograd.grad(ours, k, upstream)
+    (grad_reference,) = torch.autograd.grad(reference, k, upstream)
+    assert _rel(grad, grad_reference) < 1e-12
+
+
+def test_woodbury_passes_gradcheck():
+    k, s = _woodbury_inputs(heads=2, length=9)
+    assert torch.autograd.gradcheck(lambda k_: woodbury(k_, s), (k,))
+
+
+def test_woodbury_saves_two_spectra_for_backward():
+    saved = []
+    k, s = _woodbury_inputs()
+    with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(tuple(t.shape)) or t, lambda t: t):
+        woodbury(k, s)
+    assert saved == [(5, 17), (5, 17)]
+
+
+def test_woodbury_rejects_mismatched_shapes():
+    k, s = _woodbury_inputs()
+    with pytest.raises(ValueError, match="k \\[4, H, F\\] and s \\[F\\]"):
+        woodbury(k[:3], s)
+
+
+# ---- output stage: GELU, channel mask, position-wise linear ------------------------------------
+
+
+def _gelu_linear_inputs(batch=2, heads=6, out=5, length=40, dtype=torch.float64, masked=True):
+    y = torch.randn(batch, heads, length, dtype=dtype, requires_grad=True)
+    mask = (torch.rand(batch, heads, 1, dtype=dtype) > 0.3).to(dtype) / 0.7 if masked else None
+    weight = torch.randn(out, heads, 1, dtype=dtype, requires_grad=True)
+    bias = torch.randn(out, dtype=dtype, requires_grad=True)
+    return y, mask, weight, bias
+
+
+@pytest.mark.parametrize("masked", [True, False], ids=["channel-mask", "no-mask"])
+def test_gelu_linear_equals_reference_in_value_and_gradients(masked):
+    y, mask, weight, bias = _gelu_linear_inputs(masked=masked)
+    upstream = torch.randn(2, 5, 40, dtype=torch.float64)
+    results = []
+    for path in (gelu_linear, gelu_linear_reference):
+        out = path(y, mask, weight, bias)
+        results.append((out, *torch.autograd.grad(out, (y, weight, bias), upstream)))
+    for name, ours, reference in zip(("out", "grad y", "grad weight", "grad bias"), *results):
+        assert _rel(ours, reference) < 1e-12, name
+
+
+def test_gelu_linear_passes_gradcheck():
+    y, mask, weight, bias = _gelu_linear_inputs(heads=3, out=2, length=7)
+    assert torch.autograd.gradcheck(lambda *args: gelu_linear(args[0], mask, *args[1:]), (y, weight, bias))
+
+
+def test_gelu_linear_keeps_y_not_the_activation_for_backward():
+    saved = []
+    y, mask, weight, bias = _gelu_linear_inputs(dtype=torch.float32)
+    with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t) or t, lambda t: t):
+        gelu_linear(y, mask, weight, bias)
+    assert [t.shape for t in saved] == [y.shape, mask.shape, weight.shape]
+    assert saved[0] is y
+
+
+def test_gelu_linear_under_bf16_autocast_matches_reference():
+    """The linear in bf16 as autocast's conv1d, GELU and the gradients of y in float32."""
+    y, mask, weight, bias = _gelu_linear_inputs(heads=16, out=16, length=64, dtype=torch.float32)
+    upstream = torch.randn(2, 16, 64)
+    results = []
+    for path in (gelu_linear, gelu_linear_reference):
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            out = path(y, mask, weight, bias)
+        results.append((out, *torch.autograd.grad(out, (y, weight, bias), upstream.to(out.dtype))))
+    for name, ours, reference in zip(("out", "grad y", "grad weight", "grad bias"), *results):
+        assert ours.dtype == reference.dtype, name
+        assert _rel(ours.float(), reference.float()) < 2e-2, name
+    assert results[0][0].dtype == torch.bfloat16 and results[0][1].dtype == torch.float32
+
+
+def test_gelu_linear_rejects_mismatched_shapes():
+    y, mask, weight, bias = _gelu_linear_inputs()
+    with pytest.raises(ValueError, match="weight \\[O,H,1\\]"):
+        gelu_linear(y, mask, weight[:, :3], bias)
+    with pytest.raises(ValueError, match="mask \\[B,H,1\\]"):
+        gelu_linear(y, mask[:1], weight, bias)

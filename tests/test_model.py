@@ -1,9 +1,10 @@
-"""ViS4mer and its baselines: the paper's demo API, shapes, bad input, learning, order sensitivity."""
+"""ViS4mer and its baselines: the paper's demo API, shapes, bad input, learning, order sensitivity, pooling."""
 
 import pytest
 import torch
 
 from vis4mer import MeanPoolBaseline, TransformerBaseline, ViS4mer, build_model, build_optimizer
+from vis4mer.model import pool_pairs
 
 
 def test_paper_demo_verbatim():
@@ -78,3 +79,16 @@ def test_only_meanpool_is_blind_to_order():
 def test_build_model_rejects_unknown_name():
     with pytest.raises(ValueError, match="unknown model 'lstm'"):
         build_model("lstm", 8, 16, 2, 16, 1)
+
+
+@pytest.mark.parametrize("length", [1, 2, 7, 8, 33])
+def test_pair_pooling_is_avgpool_with_ceil_mode_and_keeps_nothing_for_backward(length):
+    x = torch.randn(3, length, 5, dtype=torch.float64, requires_grad=True)
+    saved = []
+    with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t) or t, lambda t: t):
+        ours = pool_pairs(x)
+    reference = torch.nn.AvgPool1d(2, ceil_mode=True)(x.transpose(1, 2)).transpose(1, 2)  # [B, ceil(L/2), H]
+    upstream = torch.randn_like(reference)
+    assert torch.equal(ours, reference)
+    assert torch.equal(torch.autograd.grad(ours, x, upstream)[0], torch.autograd.grad(reference, x, upstream)[0])
+    assert saved == []

@@ -3,9 +3,14 @@
 import pytest
 import torch
 
+from vis4mer import s4 as s4_module
+from vis4mer.kernels import fft_conv_reference, gelu_linear_reference, woodbury_reference
 from vis4mer.model import ViS4mer
 from vis4mer.optim import build_optimizer
 from vis4mer.s4 import S4, dense_state_matrix
+
+# the fast paths of the S4 layer and, for each, its plain-torch reference (autograd's gradients)
+REFERENCE_PATHS = {"fft_conv": fft_conv_reference, "woodbury": woodbury_reference, "gelu_linear": gelu_linear_reference}
 
 
 def _run_recurrence(layer: S4, u: torch.Tensor) -> torch.Tensor:
@@ -37,6 +42,27 @@ def test_diagonal_mode_convolution_equals_recurrence(dtype, tolerance):
     layer = S4(4, l_max=65, d_state=32, mode="diag").to(dtype).eval()
     u = torch.randn(2, 4, 65, dtype=dtype)
     assert _rel(layer(u), _run_recurrence(layer, u)) < tolerance
+
+
+def _outputs_and_gradients(model, x):
+    y = model(x)
+    y.square().mean().backward()
+    return {"output": y.detach(), **{name: p.grad.clone() for name, p in model.named_parameters()}}
+
+
+@pytest.mark.parametrize("length", [256, 255])
+def test_fast_paths_give_the_reference_outputs_and_gradients(monkeypatch, length):
+    """The whole model in float64, fast paths against the plain-torch references they replace."""
+    model = ViS4mer(d_input=8, l_max=length, d_output=3, d_model=16, n_layers=2, dropout=0.0).double()
+    x = torch.randn(2, length, 8, dtype=torch.float64)
+    fast = _outputs_and_gradients(model, x)
+    model.zero_grad()
+    for name, reference in REFERENCE_PATHS.items():
+        monkeypatch.setattr(s4_module, name, reference)
+    reference = _outputs_and_gradients(model, x)
+    assert fast.keys() == reference.keys()
+    for name in fast:
+        assert _rel(fast[name], reference[name]) < 1e-10, name
 
 
 def test_layer_is_causal():
@@ -93,6 +119,21 @@ def test_channel_dropout_drops_whole_channels():
     per_channel = (out == 0).all(dim=-1) | (out != 0).all(dim=-1)
     assert per_channel.all(), "dropout must zero whole (batch, channel) rows across time"
     assert (out == 0).any() and (out != 0).any()
+
+
+def test_output_stage_draws_the_channel_dropout_of_the_activation():
+    """The layer draws its [B, H, 1] mask from Dropout1d: the same mask, the same output."""
+    layer = S4(16, l_max=32, dropout=0.5).train()
+    y = torch.randn(4, 16, 32)
+
+    def linear(h):
+        return torch.nn.functional.conv1d(h, layer.output_linear.weight, layer.output_linear.bias)
+
+    torch.manual_seed(7)
+    expected = linear(layer.dropout(torch.nn.functional.gelu(y)))
+    torch.manual_seed(7)
+    assert torch.allclose(layer._output(y), expected, rtol=0, atol=1e-6)
+    assert torch.equal(layer.eval()._output(y), linear(torch.nn.functional.gelu(y)))
 
 
 def test_ssm_parameters_get_their_own_group():

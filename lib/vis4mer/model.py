@@ -9,8 +9,9 @@ The mixer is an S4 layer; the Transformer baseline swaps in self-attention (SDPA
 sinusoidal positions (attention alone cannot see order); the mean-pool baseline averages over
 time first and is therefore blind to order by construction.
 
-Pooling uses ceil_mode: an odd length keeps its last step (averaged alone) instead of dropping
-it, so layer i sees ceil(L / 2^i) steps and its S4 is built for l_max_i = ceil(l_max / 2^i).
+Pooling (`pool_pairs`) is AvgPool1d(2) with ceil_mode: an odd length keeps its last step
+(averaged alone) instead of dropping it, so layer i sees ceil(L / 2^i) steps and its S4 is
+built for l_max_i = ceil(l_max / 2^i).
 """
 
 from __future__ import annotations
@@ -54,6 +55,15 @@ class SelfAttention(nn.Module):
         return self.out(y.transpose(1, 2).reshape(batch, length, width)).transpose(1, 2)  # [B, H, L]
 
 
+def pool_pairs(x: torch.Tensor) -> torch.Tensor:
+    """Mean over each pair of time steps, [B, L, H] -> [B, ceil(L/2), H], an odd last step kept
+    as it is: AvgPool1d(2, ceil_mode=True) over time, but it keeps nothing for backward
+    (AvgPool1d keeps its input, one [B, L, H] tensor per block)."""
+    length = x.shape[1]
+    pairs = x[:, : length - length % 2].unflatten(1, (length // 2, 2)).mean(2)  # [B, L//2, H]
+    return torch.cat([pairs, x[:, length - 1 :]], dim=1) if length % 2 else pairs
+
+
 class MultiScaleBlock(nn.Module):
     """pre-LN -> mixer -> dropout -> residual -> AvgPool1d(2) -> Linear(H -> H/2) -> GELU, on [B, L, H]."""
 
@@ -62,14 +72,13 @@ class MultiScaleBlock(nn.Module):
         self.norm = nn.LayerNorm(width)
         self.mixer = mixer  # [B, H, L] -> [B, H, L]
         self.dropout = nn.Dropout(dropout)
-        self.pool = nn.AvgPool1d(2, ceil_mode=True)
         self.project = nn.Linear(width, width // 2)
         self.activation = nn.GELU()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         z = self.mixer(self.norm(x).transpose(1, 2)).transpose(1, 2)  # [B, L, H]
         x = x + self.dropout(z)
-        x = self.pool(x.transpose(1, 2)).transpose(1, 2)  # [B, ceil(L/2), H]
+        x = pool_pairs(x)  # [B, ceil(L/2), H]
         return self.activation(self.project(x))  # [B, ceil(L/2), H/2]
 
 

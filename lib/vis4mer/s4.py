@@ -2,7 +2,8 @@
 
 Layer (layout [B, H, L] as in the paper's code):
     y = output_linear( dropout1d( GELU( K * u + D ⊙ u ) ) )
-where K [H, L] is the SSM's convolution kernel, applied by zero-padded FFT (causal, any L).
+where K [H, L] is the SSM's convolution kernel, applied by zero-padded FFT (causal, any L;
+`vis4mer.kernels.fftconv`, which keeps only u, K and D for backward).
 
 Kernel math (NPLR), written from the equations. Continuous SSM x' = A x + B u, y = C x with
 A = Λ - P Pᴴ (Λ diagonal, Re Λ < 0 by construction, so A is Hurwitz: its Hermitian part
@@ -15,6 +16,7 @@ generating function at the L-th roots of unity z (C̃ = C (I - Āᴸ) is the tra
 Woodbury on the rank-1 term:
     K̂(z) = 2 [ k00 - (1 + z) k01 k10 / (1 + (1 + z) k11) ],   k_ab = a D⁻¹ b
 
+(`vis4mer.kernels.woodbury`, which keeps two [H, F] partial derivatives for backward).
 Every k_ab is a Cauchy sum over the poles μ (outside the unit circle, so never singular) with
 nodes exactly on the unit circle. Unlike the usual form 2/(1+z)·(g(z) - A)⁻¹ with
 g(z) = (2/Δ)(1-z)/(1+z), nothing here divides by 1 + z, so the node z = -1 (frequency L/2)
@@ -32,11 +34,10 @@ import math
 from dataclasses import dataclass
 
 import torch
-from scipy.fft import next_fast_len
 from torch import nn
 
 from vis4mer.hippo import nplr_legs
-from vis4mer.kernels import cauchy_conj, select_cauchy_backend, vandermonde_conj
+from vis4mer.kernels import cauchy_conj, fft_conv, gelu_linear, select_cauchy_backend, vandermonde_conj, woodbury
 
 SSM_OPTIM = "_optim"  # attribute marking parameters for their own optimiser group
 
@@ -176,9 +177,8 @@ class NPLRKernel(SSMKernel):
         frequencies = torch.arange(self.l_max // 2 + 1, device=lam.device, dtype=lam.real.dtype)
         nodes = torch.exp(-2j * math.pi / self.l_max * frequencies)  # z [F], F = l_max//2 + 1
         backend = select_cauchy_backend(self.backend, lam.device, lam.dtype)
-        k00, k01, k10, k11 = -cauchy_conj(numerators, nodes, poles, backend)  # each [H, F]
-        one_plus_z = 1 + nodes
-        spectrum = 2 * (k00 - one_plus_z * k01 * k10 / (1 + one_plus_z * k11))  # K̂ [H, F]
+        k = -cauchy_conj(numerators, nodes, poles, backend)  # (k00, k01, k10, k11) [4, H, F]
+        spectrum = woodbury(k, 1 + nodes)  # K̂ = 2 [k00 - (1 + z) k01 k10 / (1 + (1 + z) k11)]  [H, F]
         return torch.fft.irfft(spectrum, n=self.l_max)[..., :length]  # [H, length]
 
 
@@ -202,6 +202,18 @@ class DiagonalKernel(SSMKernel):
 
 
 KERNELS = {"nplr": NPLRKernel, "diag": DiagonalKernel}
+
+
+class GeluPointwiseLinear(nn.Conv1d):
+    """Conv1d(H, H, kernel_size=1) applied to mask ⊙ GELU(y): forward(y [B, H, L], mask [B, H, 1]
+    or None) through `gelu_linear`, which keeps only y for backward. A Conv1d, so that its
+    parameters, their names and their FLOPs stay the position-wise linear's."""
+
+    def __init__(self, width: int):
+        super().__init__(width, width, kernel_size=1)
+
+    def forward(self, y: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        return gelu_linear(y, mask, self.weight, self.bias)
 
 
 class S4(nn.Module):
@@ -232,9 +244,8 @@ class S4(nn.Module):
         self.kernel = KERNELS[mode](d_model, **kwargs)
         self.d_model, self.l_max = d_model, l_max
         self.D = nn.Parameter(torch.randn(d_model))  # [H] skip connection
-        self.activation = nn.GELU()
-        self.dropout = nn.Dropout1d(dropout) if dropout > 0 else nn.Identity()  # drops whole channels
-        self.output_linear = nn.Conv1d(d_model, d_model, kernel_size=1)  # position-wise H -> H
+        self.dropout = nn.Dropout1d(dropout) if dropout > 0 else None  # drops whole channels
+        self.output_linear = GeluPointwiseLinear(d_model)  # GELU, then position-wise H -> H
 
     def forward(self, u: torch.Tensor) -> torch.Tensor:
         """u [B, H, L] -> y [B, H, L]; the convolution runs in float32 (or float64) under autocast too."""
@@ -246,14 +257,15 @@ class S4(nn.Module):
         with torch.autocast(device_type=u.device.type, enabled=False):
             dtype = self.kernel.log_dt.dtype
             k = self.kernel(length)  # [H, L]
-            u_full = u.to(dtype)
-            n_fft = next_fast_len(2 * length - 1, real=True)  # linear (not circular) convolution
-            y = torch.fft.irfft(torch.fft.rfft(u_full, n=n_fft) * torch.fft.rfft(k, n=n_fft), n=n_fft)[..., :length]
-            y = y + self.D.to(dtype)[:, None] * u_full  # [B, H, L]
+            y = fft_conv(u.to(dtype), k, self.D.to(dtype))  # K * u + D ⊙ u  [B, H, L]
         return self._output(y)
 
     def _output(self, y: torch.Tensor) -> torch.Tensor:
-        return self.output_linear(self.dropout(self.activation(y)))
+        """output_linear(dropout1d(GELU(y))) on [B, H, L], keeping only y for backward."""
+        mask = None
+        if self.dropout is not None and self.training:
+            mask = self.dropout(y.new_ones(*y.shape[:2], 1))  # [B, H, 1]: the mask Dropout1d(y) would draw
+        return self.output_linear(y, mask)
 
     # ---- recurrent mode -------------------------------------------------------------------
     def step_parameters(self) -> StepParameters:

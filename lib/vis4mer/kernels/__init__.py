@@ -14,7 +14,10 @@ import torch
 
 from vis4mer._logging import log_once
 from vis4mer.kernels.cauchy import CauchyBackend, KeopsCauchy, TorchCauchy, cauchy_conj, cauchy_conj_dense
+from vis4mer.kernels.fftconv import fft_conv, fft_conv_reference
+from vis4mer.kernels.gelu_linear import gelu_linear, gelu_linear_reference
 from vis4mer.kernels.vandermonde import vandermonde_conj
+from vis4mer.kernels.woodbury import woodbury, woodbury_reference
 
 CAUCHY_BACKENDS = ("auto", "cuda", "keops", "torch")
 
@@ -23,8 +26,14 @@ __all__ = [
     "CauchyBackend",
     "cauchy_conj",
     "cauchy_conj_dense",
+    "fft_conv",
+    "fft_conv_reference",
+    "gelu_linear",
+    "gelu_linear_reference",
     "select_cauchy_backend",
     "vandermonde_conj",
+    "woodbury",
+    "woodbury_reference",
 ]
 
 
