@@ -54,4 +54,4 @@ def test_the_choice_and_its_reason_are_logged_once(cuda, caplog):
     with caplog.at_level(logging.INFO, logger="vis4mer"):
         resolve_device("auto")
         resolve_device("auto")
-    assert caplog.text.count("device cpu (device auto: CUDA is not available)") == 1
+    assert caplog.text.count("torch device 'auto' -> cpu: CUDA is not available") == 1

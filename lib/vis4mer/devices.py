@@ -25,17 +25,17 @@ def resolve_device(setting: str | torch.device | None = AUTO, local_rank: int | 
     """
     setting = AUTO if setting is None else str(setting)
     device, reason = _choose(setting, local_rank)
-    log_once("device", f"device {device} ({reason})")
+    log_once("device", f"torch device {setting!r} -> {device}: {reason}")
     return device
 
 
 def _choose(setting: str, local_rank: int | None) -> tuple[torch.device, str]:
     if setting == "cpu":
-        return torch.device("cpu"), "requested"
+        return torch.device("cpu"), "as set"
     if setting == AUTO and not torch.cuda.is_available():
-        return torch.device("cpu"), "device auto: CUDA is not available"
+        return torch.device("cpu"), "CUDA is not available"
     if local_rank is None:
-        return (torch.device("cuda"), "device auto: CUDA is available") if setting == AUTO else (torch.device(setting), "requested")
+        return (torch.device("cuda"), "CUDA is available") if setting == AUTO else (torch.device(setting), "as set")
     if setting.startswith("cuda:"):
         log_once("device", f"device {setting} ignored by a distributed run: this rank uses cuda:{local_rank}", logging.WARNING)
-    return torch.device(f"cuda:{local_rank}"), f"rank with LOCAL_RANK {local_rank} of a distributed run"
+    return torch.device(f"cuda:{local_rank}"), f"the GPU of LOCAL_RANK {local_rank} in a distributed run"
