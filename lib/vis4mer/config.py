@@ -23,7 +23,6 @@ from vis4mer.swin import BACKBONES
 SCHEMA = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
 SEED_PREFIX = "seed_"  # the run folder of one seed: <model>/seed_<n>
 SWIN_SEGMENT = 32  # frames per Video Swin segment: frames.size must be a multiple of it
-DOWNLOAD_SOURCES = ("youtube", "local")
 
 
 class ConfigError(ValueError):

@@ -157,7 +157,7 @@ class Source:
         names (the whole class-id space) and the regression target's derivation."""
         raise NotImplementedError
 
-    def check_task(self, task: str) -> Mapping[str, Any]:
+    def task_spec(self, task: str) -> Mapping[str, Any]:
         """The task's config section; a ValueError lists the tasks otherwise."""
         tasks = self.settings["tasks"]
         if task not in tasks:
@@ -276,11 +276,11 @@ class Benchmark(Source):
         return self.read_source(self.arguments(list(self.settings["tasks"])))
 
     def split_arguments(self, task):
-        self.check_task(task)
+        self.task_spec(task)
         return self.arguments([task])
 
     def task_settings(self, task):
-        spec = self.check_task(task)
+        spec = self.task_spec(task)
         return {
             "type": spec["type"],
             "id_column": ID_COLUMN,

@@ -43,7 +43,7 @@ class DemoSource(Source):
         return SourceData(tasks, videos)
 
     def task_settings(self, task):
-        spec = self.check_task(task)
+        spec = self.task_spec(task)
         return {"type": spec["type"], "id_column": ID_COLUMN, "label_column": LABEL_COLUMN, "label_transform": {}}
 
     def video_inputs(self, ids):

@@ -53,7 +53,7 @@ class LocalSource(Source):
         return os.path.join(self.settings["split_dir"], task, f"{split}.csv")
 
     def task_settings(self, task):
-        spec = self.check_task(task)
+        spec = self.task_spec(task)
         return {
             "type": spec["type"],
             "id_column": spec.get("id_column", self.settings["id_column"]),
