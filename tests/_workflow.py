@@ -41,7 +41,7 @@ TINY_CONFIG = {
             },
             "tasks": {"order": {"type": "classification"}},
             "frames": {"fps": 1, "size": 32, "decoder": "decord"},
-            "features": {"backbone": "vit_tiny_patch16_224", "checkpoint": None},
+            "features": {"backbone": "vit_tiny_patch16_224", "weights": "random"},
             "models": ["vis4mer", "meanpool", "transformer"],
         }
     },

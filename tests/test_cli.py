@@ -166,7 +166,7 @@ TINY_DEMO = {
                      "event_seconds": [1.0, 1.0], "min_gap_seconds": 2.0, "split_fractions": [0.4, 0.2, 0.4]},
             "tasks": {"order": {"type": "classification"}},
             "frames": {"fps": 1, "size": 32, "decoder": "decord"},
-            "features": {"backbone": "vit_tiny_patch16_224", "checkpoint": None},
+            "features": {"backbone": "vit_tiny_patch16_224", "weights": "random"},
             "models": ["vis4mer"],
         }
     },

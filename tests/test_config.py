@@ -22,7 +22,7 @@ from vis4mer.config import (
 )
 
 REPO = Path(__file__).resolve().parents[1]
-SWIN = {"features": {"family": "swin", "backbone": "swin_test_patch244_window877"}, "frames": {"size": 64}}
+SWIN = {"features": {"family": "swin", "backbone": "swin_test_patch244_window877", "weights": "random"}, "frames": {"size": 64}}
 BREAKFAST = {"source": "breakfast", "video_dir": "videos", "tasks": {"activity": {"type": "classification"}}}
 
 
@@ -70,6 +70,8 @@ def test_schema_errors_name_the_key(dataset, expected):
         (lambda c: (c["datasets"]["x"].update(SWIN), c.update(training={"tokens": "cls"})),
          r"training.tokens \(not overridden by datasets.x.training\) is cls, but Video Swin features"),
         (lambda c: c["datasets"]["x"].update(SWIN, frames={"size": 48}), "datasets.x.frames.size 48 must be a multiple of 32"),
+        (lambda c: c["datasets"]["x"].update(SWIN, features={**SWIN["features"], "weights": "pretrained"}),
+         "datasets.x.features.weights is pretrained, but swin_test_patch244_window877 has no released weights"),
         (lambda c: c["datasets"]["x"].update(features={"family": "swin", "backbone": "vit_large_patch16_224"}, frames={"size": 64}),
          "datasets.x.features.backbone 'vit_large_patch16_224' is not a Video Swin backbone"),
     ],
@@ -80,6 +82,19 @@ def test_cross_checks_name_the_key(change, expected):
     validate_config(config)
     with pytest.raises(ConfigError, match=expected):
         check_config(config)
+
+
+def test_the_renamed_checkpoint_key_says_what_to_write():
+    config = config_with("x", {**BREAKFAST, "features": {"backbone": "b", "checkpoint": None}})
+    with pytest.raises(ConfigError, match=r"datasets.x.features.checkpoint was renamed: write features.weights: <path>"):
+        validate_config(config)
+
+
+def test_weights_default_to_pretrained():
+    config = validate_config(config_with("x", {**BREAKFAST, "features": {"family": "swin", "backbone": "swin_base_patch244_window877_kinetics600_22k"}}))
+    assert config["datasets"]["x"]["features"]["weights"] == "pretrained"
+    assert config["datasets"]["x"]["features"]["weights_sha256"] is None
+    check_config(config)  # Video Swin-B has a release URL
 
 
 def test_swin_with_all_tokens_passes():

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 
+from vis4mer.compat import import_timm
 from vis4mer.features import FrameEncoder, build_backbone, extract_features_to_shard
 from vis4mer.shards import ShardWriter, open_shard, read_manifest
 
@@ -100,14 +101,31 @@ def test_checkpoint_of_another_model_is_rejected(frames_shard, tmp_path):
 
 def test_partial_checkpoint_reports_missing_and_unexpected_keys(frames_shard, tmp_path, caplog):
     model, _ = build_backbone(BACKBONE, img_size=SIZE)
-    state_dict = {k: v for k, v in model.state_dict().items() if not k.startswith("head.")}
+    state_dict = {k: v for k, v in model.state_dict().items() if not k.startswith("norm.")}
     state_dict["extra.weight"] = torch.zeros(1)
     torch.save(state_dict, tmp_path / "partial.pth")
     with caplog.at_level(logging.WARNING, logger="vis4mer"):
         extract_features_to_shard(frames_shard, tmp_path / "f.h5", BACKBONE, tmp_path / "partial.pth", 2, img_size=SIZE)
     messages = " ".join(record.message for record in caplog.records)
-    assert "missing keys" in messages and "head.weight" in messages
+    assert "missing keys" in messages and "norm.weight" in messages
     assert "unexpected keys" in messages and "extra.weight" in messages
+
+
+@pytest.mark.parametrize("n_classes", [21843, 1000, 7])
+def test_checkpoint_with_any_classifier_head_loads(frames_shard, tmp_path, n_classes, caplog):
+    """An in21k checkpoint (21843-class head) used to fail with a size mismatch: the features need no head."""
+    timm = import_timm()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(3)
+        source = timm.create_model(BACKBONE, pretrained=False, img_size=SIZE, num_classes=n_classes)
+    torch.save(source.state_dict(), tmp_path / "headed.pth")
+    with caplog.at_level(logging.INFO, logger="vis4mer"):
+        model, weights = build_backbone(BACKBONE, tmp_path / "headed.pth", img_size=SIZE)
+    assert weights == hashlib.sha256((tmp_path / "headed.pth").read_bytes()).hexdigest()
+    assert "classifier head ['head.weight', 'head.bias'] dropped" in " ".join(r.message for r in caplog.records)
+    images = torch.rand(2, 3, SIZE, SIZE)
+    with torch.no_grad():
+        assert torch.equal(model.forward_features(images), source.eval().forward_features(images))
 
 
 def test_frame_size_must_match_the_backbone(frames_shard, tmp_path):

@@ -111,8 +111,23 @@ def test_local_file_and_random(tmp_path):
     torch.save({"w": torch.ones(2)}, path)
     local = weights.resolve_weights(str(path), "any")
     assert local.identity == local.sha256 == weights.file_sha256(path) and local.file == path
-    with pytest.raises(weights.WeightsUnavailable, match=r"does not exist \(features.weights\)"):
+    with pytest.raises(FileNotFoundError, match=r"does not exist \(features.weights\)"):
         weights.resolve_weights(str(tmp_path / "missing.pth"), "any")
     random = weights.resolve_weights("random", "any", seed=3)
     assert random.is_random and random.identity == "random-seed3"
     assert weights.ResolvedWeights.from_dict(local.as_dict()) == local
+
+
+def test_recorded_hub_identity_is_found_again_offline(hub_cache):
+    """vis4mer predict rebuilds the backbone from the identity a checkpoint records."""
+    cache, info = hub_cache
+    code = (
+        "import sys\nfrom vis4mer.weights import from_identity, WeightsUnavailable\n"
+        f"r = from_identity('hf-hub:{TINY_REPO}@{REVISION}', {info['sha256']!r}, {TINY!r}); print(r.file)\n"
+        "try:\n    from_identity('hf-hub:" + TINY_REPO + "@" + REVISION + "', '0' * 64, " + repr(TINY) + ")\n"
+        "except WeightsUnavailable as e:\n    print('refused', e)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], env=offline_env(cache), capture_output=True, text=True, check=True).stdout
+    found, refused = out.strip().splitlines()[-2:]
+    assert Path(found) == info["path"]
+    assert refused.startswith("refused") and "the features were made with " + "0" * 64 in refused

@@ -40,6 +40,12 @@ def validate_config(config: dict[str, Any], schema=SCHEMA) -> dict[str, Any]:
     import jsonschema
     import yaml
 
+    for name, settings in (config.get("datasets") or {}).items():
+        if isinstance(settings, dict) and "checkpoint" in (settings.get("features") or {}):
+            raise ConfigError(
+                f"config: datasets.{name}.features.checkpoint was renamed: write features.weights: <path> for a "
+                "local weights file, 'pretrained' for the backbone's public weights (the default), or 'random'"
+            )
     schema = yaml.safe_load(Path(schema).read_text())
     base = jsonschema.Draft202012Validator
     validate_properties = base.VALIDATORS["properties"]
@@ -99,6 +105,8 @@ def _swin_errors(name: str, settings: Mapping[str, Any], kind, training: Mapping
         yield f"{key}.features.family swin is not available for source {kind.kind} (its videos are too small for Video Swin)"
     if settings["frames"]["size"] % SWIN_SEGMENT:
         yield f"{key}.frames.size {settings['frames']['size']} must be a multiple of {SWIN_SEGMENT} for Video Swin features"
+    if backbone in BACKBONES and settings["features"]["weights"] == "pretrained" and BACKBONES[backbone].url is None:
+        yield f"{key}.features.weights is pretrained, but {backbone} has no released weights; write a weights file or random"
     if training["tokens"] == "cls":
         where = f"{key}.training.tokens" if "tokens" in settings["training"] else f"training.tokens (not overridden by {key}.training)"
         yield f"{where} is cls, but Video Swin features (features.family swin) have no class token; use tokens: all"

@@ -5,16 +5,17 @@ For every video of the frames shard (uint8 [T, S, S, 3]) the backbone's
 [T, tokens, dim] (vit_large_patch16_224 at 224 px: [T, 197, 1024]). Videos the
 frames stage skipped are carried forward as skipped, with their message.
 
-Weights come only from a local checkpoint file (no downloads). Without one the
-backbone is randomly initialised from a seed (the same network in every job, so shards
-of one dataset stay comparable): this is logged as a warning and recorded as
-``weights="random-seed<N>"`` so such features cannot be mistaken for real ones;
-otherwise ``weights`` is the sha256 of the checkpoint file.
+Weights (``features.weights``, resolved by :mod:`vis4mer.weights`): timm's pretrained
+weights from the Hugging Face hub cache, loaded the way timm loads them; a local file (any
+classifier head: the backbone is built without one, so a head is never loaded); or a seeded
+random network (the same in every job, so shards of one dataset stay comparable), logged as
+a warning and recorded as ``weights="random-seed<N>"`` so such features cannot be mistaken
+for real ones. Shards record the weights' identity (hub repo@revision, or the file's sha256),
+their sha256 and the file read.
 """
 
 from __future__ import annotations
 
-import hashlib
 import sys
 from contextlib import contextmanager
 from pathlib import Path
@@ -27,8 +28,7 @@ from vis4mer._logging import logger
 from vis4mer.compat import import_timm
 from vis4mer.devices import resolve_device
 from vis4mer.shards import VIDEOS_GROUP, ShardWriter, open_shard, read_manifest
-
-RANDOM_WEIGHTS = "random"
+from vis4mer.weights import PRETRAINED, ResolvedWeights, as_weights, file_sha256, random_identity
 
 
 @contextmanager
@@ -40,40 +40,30 @@ def seeded_init(seed: int):
     """
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        yield f"{RANDOM_WEIGHTS}-seed{seed}"
-
-
-def file_sha256(path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def _unwrap_state_dict(checkpoint: dict) -> dict[str, torch.Tensor]:
-    """A bare state dict, or the one under "state_dict"/"model"; DDP's "module." prefix dropped."""
-    for key in ("state_dict", "model"):
-        if isinstance(checkpoint.get(key), dict):
-            checkpoint = checkpoint[key]
-            break
-    if checkpoint and all(key.startswith("module.") for key in checkpoint):
-        checkpoint = {key[len("module.") :]: value for key, value in checkpoint.items()}
-    return checkpoint
+        yield random_identity(seed)
 
 
 def load_backbone_weights(model: torch.nn.Module, checkpoint) -> str:
     """Load a local checkpoint file into `model`; return the file's sha256.
 
-    timm's own ``checkpoint_filter_fn`` of the model family is applied when it
-    has one (for ViTs: resamples position embeddings to the model's img_size,
-    converts other ViT checkpoint layouts). Missing and unexpected keys are
-    logged; a checkpoint sharing no key with the model is an error.
+    The file is read with timm's loader (.safetensors or a torch file; a state dict under
+    "state_dict" or "model" is unwrapped, DDP's "module." prefix dropped). timm's own
+    ``checkpoint_filter_fn`` of the model family is applied when it has one (for ViTs:
+    resamples position embeddings to the model's img_size, converts other ViT checkpoint
+    layouts). Keys of a classifier head the model does not have (it is built without one)
+    are dropped; other missing and unexpected keys are logged; a checkpoint sharing no key
+    with the model is an error.
     """
     path = Path(checkpoint)
     if not path.is_file():
         raise FileNotFoundError(f"backbone checkpoint {path} does not exist")
-    state_dict = _unwrap_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+    state_dict = import_timm().models.load_state_dict(str(path), use_ema=False)
+    own = model.state_dict()
+    classifier = getattr(model, "pretrained_cfg", {}).get("classifier") or "head"
+    head = [key for key in state_dict if key.startswith(f"{classifier}.") and key not in own]
+    if head:
+        logger.info("checkpoint %s: classifier head %s dropped (not needed for features)", path, head)
+        state_dict = {key: value for key, value in state_dict.items() if key not in head}
     filter_fn = getattr(sys.modules[type(model).__module__], "checkpoint_filter_fn", None)
     if filter_fn is not None:
         state_dict = filter_fn(state_dict, model)
@@ -90,23 +80,35 @@ def load_backbone_weights(model: torch.nn.Module, checkpoint) -> str:
 
 
 def build_backbone(
-    backbone: str, checkpoint=None, img_size: int | None = None, seed: int = 0
+    backbone: str, weights: ResolvedWeights | str | Path | None = None, img_size: int | None = None, seed: int = 0
 ) -> tuple[torch.nn.Module, str]:
-    """(timm model in eval mode, weights id: sha256 of the checkpoint or "random-seed<seed>")."""
+    """(timm model in eval mode, the weights' identity as recorded in shards).
+
+    `weights`: resolved weights, a weights file, or None for a random network drawn from `seed`. Pretrained and file weights go into the backbone
+    without a classifier head (``num_classes=0``), so a checkpoint's head of any size is
+    never needed; pretrained ones are loaded by timm itself from the cached file.
+    """
     timm = import_timm()
+    weights = as_weights(weights, seed)
     overrides = {"img_size": img_size} if img_size is not None else {}
-    with seeded_init(seed) as random_id:
-        model = timm.create_model(backbone, pretrained=False, **overrides)
-    if checkpoint is None:
+    if weights.is_random:
+        with seeded_init(seed) as random_id:
+            model = timm.create_model(backbone, pretrained=False, **overrides)
         logger.warning(
-            "NO CHECKPOINT for %s: features come from RANDOM weights (recorded as weights=%r); "
+            "features.weights: random for %s: features come from RANDOM weights (recorded as weights=%r); "
             "fine for the demo and tests, meaningless for real data",
             backbone, random_id,
         )
-        weights = random_id
+        return model.eval(), random_id
+    if weights.setting == PRETRAINED:
+        model = timm.create_model(
+            backbone, pretrained=True, pretrained_cfg_overlay={"file": str(weights.file)}, num_classes=0, **overrides
+        )
     else:
-        weights = load_backbone_weights(model, checkpoint)
-    return model.eval(), weights
+        with seeded_init(seed):  # keys the file lacks (logged) get the same values in every job
+            model = timm.create_model(backbone, pretrained=False, num_classes=0, **overrides)
+        load_backbone_weights(model, weights.file)
+    return model.eval(), weights.identity
 
 
 class FrameEncoder:
@@ -151,7 +153,7 @@ def extract_features_to_shard(
     frames_shard,
     out_path,
     backbone: str,
-    checkpoint,
+    weights: ResolvedWeights | str | Path | None,
     batch_size: int,
     device: str | None = None,
     img_size: int | None = None,
@@ -160,7 +162,8 @@ def extract_features_to_shard(
 ) -> dict[str, dict]:
     """Encode every video of `frames_shard` into the features shard `out_path`.
 
-    Without a checkpoint the backbone is random, initialised from `seed`.
+    `weights`: vis4mer.weights.resolve_weights, a weights file, or None for a random network
+    drawn from `seed`.
 
     Dataset per video: float16 [T, tokens, dim] with attrs backbone, weights,
     fps, n_frames, source_video. Returns the features shard's manifest.
@@ -172,12 +175,14 @@ def extract_features_to_shard(
     if num_threads is not None:
         torch.set_num_threads(num_threads)
     frames_manifest = read_manifest(frames_shard)
-    model, weights = build_backbone(backbone, checkpoint, img_size, seed)
+    weights = as_weights(weights, seed)
+    model, identity = build_backbone(backbone, weights, img_size, seed)
     encoder = FrameEncoder(model, batch_size, resolve_device(device))
     attrs = {
         "backbone": backbone,
-        "weights": weights,
-        "checkpoint": str(checkpoint) if checkpoint is not None else "",
+        "weights": identity,
+        "weights_sha256": weights.sha256 or "",
+        "checkpoint": str(weights.file or ""),
         "img_size": img_size if img_size is not None else 0,
         "frames_shard": str(frames_shard),
     }
@@ -195,7 +200,7 @@ def extract_features_to_shard(
                 video_id,
                 tokens,
                 backbone=backbone,
-                weights=weights,
+                weights=identity,
                 fps=frames.attrs["fps"],
                 n_frames=len(tokens),
                 source_video=frames.attrs["source_video"],

@@ -45,6 +45,7 @@ from vis4mer.windows import TOKEN_MODES, select_tokens, window_starts
 from vis4mer.evaluation import predict_videos
 from vis4mer.labels import LabelTransform, raw_from_target, target_quantity
 from vis4mer.sources.splits import SplitRow
+from vis4mer.weights import ResolvedWeights
 
 RANDOM_WEIGHTS = re.compile(r"random-seed(-?\d+)")
 SHA256 = re.compile(r"[0-9a-f]{64}")
@@ -71,7 +72,7 @@ class InferenceSpec:
     label_names: tuple[str, ...]
     d_output: int
     backbone: str
-    weights: str  # "random-seed<N>" or the sha256 of the backbone checkpoint file
+    weights: str  # "random-seed<N>", hf-hub:<repo>@<revision>, url:<URL>, or the sha256 of a weights file
     backbone_checkpoint: str  # the path the features stage read the weights from ("" for random)
     img_size: int | None  # passed to timm (None: the backbone's default)
     fps: float
@@ -84,6 +85,7 @@ class InferenceSpec:
     eval_stride_frames: int | None
     label_column: str | None
     label_transform: dict[str, Any] | None  # None for classification
+    weights_sha256: str = ""  # of the weights file ("" for random, and for features made before it was recorded)
 
     @classmethod
     def from_checkpoint(cls, checkpoint: dict[str, Any], path="checkpoint") -> InferenceSpec:
@@ -130,6 +132,7 @@ class InferenceSpec:
         return cls(
             arch=arch, task_type=task_type, label_names=label_names, d_output=d_output, backbone=backbone,
             weights=weights, backbone_checkpoint=str(checkpoint["features"].get("checkpoint") or ""),
+            weights_sha256=str(checkpoint["features"].get("weights_sha256") or ""),
             img_size=int(img_size) or None, fps=fps, frame_size=frame_size, decoder=decoder,
             window_frames=window_frames, tokens=tokens, n_tokens=n_tokens, dim=dim,
             eval_stride_frames=int(stride) if stride else None, label_column=label_column, label_transform=label_transform,
@@ -229,8 +232,11 @@ class Predictor:
             )
 
     # -- backbone
-    def _weights_file(self, backbone_checkpoint) -> tuple[Path | None, int]:
-        """(weights file, seed) for build_backbone, checked against the recorded weights id."""
+    def _weights(self, backbone_checkpoint) -> tuple[ResolvedWeights, int]:
+        """(weights for build_backbone, seed), checked against the recorded weights id: the seeded
+        random network, the hub/URL weights it names (from the cache), or the weights file."""
+        from vis4mer.weights import WeightsUnavailable, file_sha256, from_identity, random_identity
+
         spec, weights = self.spec, self.spec.weights
         random = RANDOM_WEIGHTS.fullmatch(weights)
         if random:
@@ -239,31 +245,38 @@ class Predictor:
                     f"the model was trained on features of a randomly initialised {spec.backbone} (weights {weights!r}); "
                     f"it is rebuilt from that seed, so --backbone-checkpoint {backbone_checkpoint} does not apply"
                 )
-            return None, int(random.group(1))
-        if not SHA256.fullmatch(weights):
+            seed = int(random.group(1))
+            return ResolvedWeights("random", random_identity(seed)), seed
+        if weights.startswith(("hf-hub:", "url:")) and backbone_checkpoint is None:
+            try:
+                return from_identity(weights, spec.weights_sha256 or None, spec.backbone), 0
+            except WeightsUnavailable as error:
+                raise BackboneError(f"{error} (or pass the weights file with --backbone-checkpoint PATH)") from None
+        expected = spec.weights_sha256 or weights
+        if not SHA256.fullmatch(expected):
             raise BackboneError(
-                f"{self.path}: features.weights is {weights!r}, neither random-seed<N> nor a sha256: the backbone "
-                "cannot be rebuilt as it was (features extracted before random backbones were seeded?); "
+                f"{self.path}: features.weights is {weights!r}, neither random-seed<N> nor a sha256 nor pretrained "
+                "weights (hf-hub:<repo>@<revision>, url:<URL>): "
+                "the backbone cannot be rebuilt as it was (features extracted before random backbones were seeded?); "
                 "re-extract the features and re-train"
             )
-        from vis4mer.features import file_sha256
-
         candidates = [Path(backbone_checkpoint)] if backbone_checkpoint is not None else []
         if not candidates and spec.backbone_checkpoint:
             candidates = [Path(spec.backbone_checkpoint)]
         if not candidates:
-            raise BackboneError(f"the backbone weights file (sha256 {weights}) is needed: pass --backbone-checkpoint PATH")
+            raise BackboneError(f"the backbone weights file (sha256 {expected}) is needed: pass --backbone-checkpoint PATH")
         path = candidates[0]
         if not path.is_file():
             where = "--backbone-checkpoint" if backbone_checkpoint is not None else "the path recorded at feature extraction"
             raise BackboneError(f"backbone weights file {path} ({where}) does not exist; pass --backbone-checkpoint PATH")
         digest = file_sha256(path)
-        if digest != weights:
+        if digest != expected:
             raise BackboneError(
                 f"backbone weights file {path} has sha256 {digest}, but the model was trained on features from "
-                f"weights {weights}: refusing a different backbone"
+                f"weights {expected}: refusing a different backbone"
             )
-        return path, 0
+        setting = "pretrained" if weights.startswith(("hf-hub:", "url:")) else str(path)
+        return ResolvedWeights(setting, weights, path, digest), 0
 
     def _build_encoder(self, backbone_checkpoint, batch_size: int):
         from vis4mer.features import FrameEncoder, build_backbone
@@ -280,8 +293,8 @@ class Predictor:
                 f"the model was trained on {spec.backbone!r} features, which is not a timm per-frame backbone; "
                 "vis4mer predict supports per-frame timm backbones (Video Swin segment features are not supported yet)"
             )
-        weights_file, seed = self._weights_file(backbone_checkpoint)
-        model, weights = build_backbone(spec.backbone, weights_file, spec.img_size, seed=seed)
+        resolved, seed = self._weights(backbone_checkpoint)
+        model, weights = build_backbone(spec.backbone, resolved, spec.img_size, seed=seed)
         if weights != spec.weights:  # build_backbone's own id must agree (same seed, same file)
             raise BackboneError(f"rebuilt backbone has weights {weights!r}, the model was trained on {spec.weights!r}")
         input_size = getattr(getattr(model, "patch_embed", None), "img_size", None)

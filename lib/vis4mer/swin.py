@@ -18,10 +18,10 @@ One dataset per video, float16 [S, tokens, C], with attrs backbone, weights, fps
 the requested range in seconds, when a range was given). Missing, empty or
 undecodable videos are recorded with ``ShardWriter.skip`` and the loop goes on.
 
-Weights come only from a local checkpoint file (no downloads), in either of two key
-layouts (see ``to_mmaction2_keys``). Without a checkpoint the backbone is randomly
-initialised from a seed: logged as a WARNING and recorded as ``weights="random-seed<N>"``; otherwise
-``weights`` is the sha256 of the checkpoint file, as in ``vis4mer.features``.
+Weights (``features.weights``, resolved by :mod:`vis4mer.weights`): the released checkpoint
+(``BACKBONES[...].url``, downloaded once into torch.hub's cache; recorded as ``url:<URL>``), a
+local file (sha256 recorded), either in one of two key layouts (see ``to_mmaction2_keys``), or
+a random network from a seed: logged as a WARNING and recorded as ``weights="random-seed<N>"``.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ import re
 import sys
 import types
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -43,9 +43,10 @@ from tqdm import tqdm
 
 from vis4mer._logging import logger
 from vis4mer.devices import resolve_device
-from vis4mer.features import file_sha256, seeded_init
+from vis4mer.features import seeded_init
 from vis4mer.frames import VideoError, VideoReader, import_decoder, video_file_problem
 from vis4mer.shards import ShardWriter
+from vis4mer.weights import ResolvedWeights, as_weights, file_sha256
 
 SEGMENT_FRAMES = 32
 # Video Swin's img_norm_cfg (ImageNet statistics, RGB, 0-255 scale), also used for Kinetics.
@@ -62,6 +63,7 @@ class SwinConfig:
     num_heads: tuple[int, ...]
     patch_size: tuple[int, int, int] = (2, 4, 4)
     window_size: tuple[int, int, int] = (8, 7, 7)
+    url: str | None = None  # the released checkpoint (features.weights: pretrained)
 
     @property
     def out_dim(self) -> int:
@@ -75,7 +77,10 @@ class SwinConfig:
 
 BACKBONES: dict[str, SwinConfig] = {
     # Video Swin-B as released with Video-Swin-Transformer and used by ViS4mer.
-    "swin_base_patch244_window877_kinetics600_22k": SwinConfig(128, (2, 2, 18, 2), (4, 8, 16, 32)),
+    "swin_base_patch244_window877_kinetics600_22k": SwinConfig(
+        128, (2, 2, 18, 2), (4, 8, 16, 32),
+        url="https://github.com/SwinTransformer/storage/releases/download/v1.0.4/swin_base_patch244_window877_kinetics600_22k.pth",
+    ),
     # Same structure at toy width and depth, for tests: output width 128.
     "swin_test_patch244_window877": SwinConfig(16, (1, 1, 1, 1), (1, 2, 2, 4)),
 }
@@ -142,7 +147,7 @@ def import_swin3d() -> type[torch.nn.Module]:
 class CheckpointReport:
     """What loading weights did: recorded in the features shard's file attrs."""
 
-    weights: str  # "random" or the checkpoint file's sha256
+    weights: str  # the identity of vis4mer.weights: "random-seed<N>", the file's sha256, or url:<URL>
     layout: str = "none"  # "none" | "mmaction2" | "video-swin"
     missing_keys: tuple[str, ...] = ()
     unexpected_keys: tuple[str, ...] = ()
@@ -252,11 +257,14 @@ def _init_random(module: torch.nn.Module) -> None:
         torch.nn.init.zeros_(module.bias)
 
 
-def build_swin(backbone: str, checkpoint=None, seed: int = 0) -> tuple[torch.nn.Module, CheckpointReport]:
+def build_swin(backbone: str, weights: ResolvedWeights | str | Path | None = None, seed: int = 0) -> tuple[torch.nn.Module, CheckpointReport]:
     """(SwinTransformer3D of `backbone` in eval mode, report of the weights loaded).
 
-    Without `checkpoint` the weights are random (initialised from `seed`), which is logged as a WARNING.
+    `weights` come from vis4mer.weights.resolve_weights (the release URL of
+    BACKBONES[backbone] for pretrained ones), or are a weights file, or None: a random network
+    initialised from `seed`, which is logged as a WARNING.
     """
+    weights = as_weights(weights, seed)
     config = swin_config(backbone)
     swin3d = import_swin3d()
     with warnings.catch_warnings(), seeded_init(seed) as random_id:
@@ -268,17 +276,17 @@ def build_swin(backbone: str, checkpoint=None, seed: int = 0) -> tuple[torch.nn.
             patch_size=config.patch_size,
             window_size=config.window_size,
         )
-        if checkpoint is None:
+        if weights.is_random:
             model.apply(_init_random)
-    if checkpoint is None:
+    if weights.is_random:
         logger.warning(
-            "NO CHECKPOINT for %s: features come from RANDOM weights (recorded as weights=%r); "
+            "features.weights: random for %s: features come from RANDOM weights (recorded as weights=%r); "
             "fine for the demo and tests, meaningless for real data",
             backbone, random_id,
         )
         report = CheckpointReport(random_id)
     else:
-        report = load_swin_checkpoint(model, checkpoint)
+        report = replace(load_swin_checkpoint(model, weights.file), weights=weights.identity)
     model.eval()  # returns None for SwinTransformer3D
     return model, report
 
@@ -383,7 +391,7 @@ def extract_swin_features_to_shard(
     videos: dict[str, Path],
     out_path,
     backbone: str,
-    checkpoint,
+    weights: ResolvedWeights | str | Path | None,
     max_segments: int | dict[str, int],
     batch_size: int,
     device: str | None = None,
@@ -406,7 +414,8 @@ def extract_swin_features_to_shard(
     n_segments, segment_frames, n_native_frames, source_video (+ start, end with
     `ranges`). Returns the shard manifest.
 
-    Without a checkpoint the backbone is random, initialised from `seed`.
+    `weights`: vis4mer.weights.resolve_weights, a weights file, or None for a random network
+    initialised from `seed`.
     `num_threads` sets torch's CPU thread count for this process (pass the job's thread
     allowance), as in ``vis4mer.features``: OpenMP threads competing for busy cores slow
     CPU inference several-fold.
@@ -428,11 +437,13 @@ def extract_swin_features_to_shard(
     if num_threads is not None:
         torch.set_num_threads(num_threads)
 
-    model, report = build_swin(backbone, checkpoint, seed)
+    weights = as_weights(weights, seed)
+    model, report = build_swin(backbone, weights, seed)
     encoder = SegmentEncoder(model, resolve_device(device))
     attrs = {
         "backbone": backbone,
-        "checkpoint": str(checkpoint) if checkpoint is not None else "",
+        "checkpoint": str(weights.file or ""),
+        "weights_sha256": weights.sha256 or "",
         "size": size,
         "max_segments": max(per_video.values(), default=0) if isinstance(max_segments, dict) else max_segments,
         "segment_frames": SEGMENT_FRAMES,

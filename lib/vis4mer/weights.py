@@ -206,12 +206,28 @@ def pretrained_source(backbone: str, url: str | None = None) -> str:
 def local_weights(path) -> ResolvedWeights:
     path = Path(path).expanduser()
     if not path.is_file():
-        raise WeightsUnavailable(
+        raise FileNotFoundError(
             f"backbone weights file {path} does not exist (features.weights); give an existing file, "
             f"or write '{PRETRAINED}' for the backbone's public weights"
         )
     digest = file_sha256(path)
     return ResolvedWeights(str(path), digest, path, digest)
+
+
+def pretrained_url(features: dict[str, Any]) -> str | None:
+    """The release URL of a config's ``features`` backbone when its pretrained weights are not on
+    the hub (Video Swin: vis4mer.swin.BACKBONES), else None (timm's hub weights)."""
+    if features.get("family") != "swin":
+        return None
+    from vis4mer.swin import swin_config
+
+    url = swin_config(features["backbone"]).url
+    if url is None:
+        raise WeightsUnavailable(
+            f"the Video Swin backbone {features['backbone']} has no released weights (features.weights: pretrained); "
+            "write features.weights: <path> or random"
+        )
+    return url
 
 
 def resolve_weights(setting: str, backbone: str, *, seed: int = 0, url: str | None = None, sha256: str | None = None) -> ResolvedWeights:
@@ -225,3 +241,70 @@ def resolve_weights(setting: str, backbone: str, *, seed: int = 0, url: str | No
     if setting == PRETRAINED:
         return fetch_url_weights(backbone, url, sha256) if url else fetch_hub_weights(backbone)
     return local_weights(setting)
+
+
+def write_record(path, resolved: ResolvedWeights) -> None:
+    """The fetch_weights rule's output: what a features job loads (written atomically)."""
+    from vis4mer.atomic import write_json
+
+    write_json(path, resolved.as_dict())
+
+
+def read_record(path) -> ResolvedWeights:
+    """Weights fetched by the fetch_weights rule; the cached file must still be there."""
+    import json
+
+    resolved = ResolvedWeights.from_dict(json.loads(Path(path).read_text()))
+    if resolved.file is None or not resolved.file.is_file():
+        raise WeightsUnavailable(
+            f"{path} records the weights file {resolved.file}, which is gone (a cleared cache?): fetch it again with "
+            "`snakemake --forcerun fetch_weights ...` (or vis4mer fetch-weights), then rerun"
+        )
+    return resolved
+
+
+def from_identity(identity: str, sha256: str | None, backbone: str) -> ResolvedWeights:
+    """The pretrained weights an identity recorded in a shard or checkpoint names, from the cache
+    (downloaded first unless offline), checked against the recorded sha256 (vis4mer predict)."""
+    if identity.startswith("hf-hub:"):
+        import huggingface_hub
+        from huggingface_hub.errors import LocalEntryNotFoundError
+
+        repo, _, revision = identity.removeprefix("hf-hub:").partition("@")
+        try:
+            path = Path(huggingface_hub.hf_hub_download(repo, WEIGHTS_FILE, revision=revision or None, local_files_only=offline()))
+        except LocalEntryNotFoundError as error:
+            raise WeightsUnavailable(
+                f"the weights {identity} are not in the Hugging Face cache {huggingface_hub.constants.HF_HUB_CACHE} "
+                f"(downloads {'off' if offline() else 'failed'}): run `vis4mer fetch-weights --backbone {backbone}` "
+                "on a machine with internet sharing the cache"
+            ) from error
+        blob = path.resolve().name
+        resolved = ResolvedWeights(PRETRAINED, identity, path, blob if re.fullmatch(r"[0-9a-f]{64}", blob) else file_sha256(path))
+    elif identity.startswith("url:"):
+        resolved = fetch_url_weights(backbone, identity.removeprefix("url:"), sha256 or None)
+    else:
+        raise WeightsUnavailable(f"{identity!r} is not the identity of pretrained weights (hf-hub:<repo>@<revision> or url:<URL>)")
+    if sha256 and resolved.sha256 != sha256:
+        raise WeightsUnavailable(f"the cached weights {resolved.file} of {identity} have sha256 {resolved.sha256}, the features were made with {sha256}")
+    return resolved
+
+
+def job_weights(setting: str, backbone: str, *, record=None, seed: int = 0) -> ResolvedWeights:
+    """What a features job loads: pretrained weights from the record of the fetch_weights rule
+    (the job never downloads), a file or random weights as resolve_weights gives them."""
+    if setting == PRETRAINED:
+        if record is None:
+            raise ValueError("pretrained weights need the fetch_weights record (the job's 'weights' input)")
+        return read_record(record)
+    return resolve_weights(setting, backbone, seed=seed)
+
+
+def as_weights(weights: ResolvedWeights | str | os.PathLike | None, seed: int = 0) -> ResolvedWeights:
+    """`weights` as the backbone builders take them: None means a random network from `seed`, a
+    path that file; resolved weights pass through."""
+    if weights is None:
+        return ResolvedWeights(RANDOM, random_identity(seed))
+    if isinstance(weights, ResolvedWeights):
+        return weights
+    return local_weights(weights)

@@ -51,6 +51,7 @@ from vis4mer.shards import ShardPlan, is_complete
 from vis4mer.sources import source_class
 from vis4mer.sources.splits import SPLITS
 from vis4mer.training import LAUNCH_SETTINGS  # training keys that do not change the result
+from vis4mer.weights import PRETRAINED as PRETRAINED_WEIGHTS, RANDOM as RANDOM_WEIGHTS, pretrained_url
 
 try:
     validate_config(config, Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml")
@@ -82,6 +83,7 @@ SPLITS_RULE_DATASET_REGEX = _alternatives(_datasets_where(lambda kind, ds: kind.
 FETCHED_SPLITS_DATASET_REGEX = _alternatives(_datasets_where(lambda kind, ds: kind.fetch_checkpoint == "lvu_splits"))
 DOWNLOAD_DATASET_REGEX = _alternatives(_datasets_where(lambda kind, ds: kind.downloads))
 VIT_DATASET_REGEX = _alternatives(_datasets_where(lambda kind, ds: ds["features"]["family"] == "vit"))
+PRETRAINED_DATASET_REGEX = _alternatives(_datasets_where(lambda kind, ds: ds["features"]["weights"] == PRETRAINED_WEIGHTS))
 SWIN_DATASET_REGEX = _alternatives(_datasets_where(lambda kind, ds: ds["features"]["family"] == "swin"))
 
 
@@ -283,36 +285,58 @@ def frames_params(wildcards):
     return params
 
 
+def weights_record(dataset):
+    """The fetch_weights rule's output for a dataset with pretrained weights."""
+    return f"{RESULTS}/{dataset}/features/{backbone_of(dataset)}/weights.json"
+
+
+def weights_input(dataset):
+    """The features jobs' weights input: the fetch_weights record (pretrained: fetched once, on
+    the machine that runs snakemake), the file itself (a changed file re-extracts the features),
+    or none (random)."""
+    setting = dataset_config(dataset)["features"]["weights"]
+    if setting == RANDOM_WEIGHTS:
+        return {}
+    if setting == PRETRAINED_WEIGHTS:
+        return {"weights": weights_record(dataset)}
+    if not os.path.isfile(os.path.expanduser(setting)):
+        raise WorkflowError(
+            f"datasets.{dataset}.features.weights: the weights file {setting} does not exist; give an existing file, "
+            f"or write '{PRETRAINED_WEIGHTS}' for the backbone's public weights"
+        )
+    return {"weights": os.path.expanduser(setting)}
+
+
+def weights_params(dataset):
+    """features.weights, and for random weights the seed: a random network must be the SAME
+    in every shard's job, or features of two shards come from two different networks."""
+    setting = dataset_config(dataset)["features"]["weights"]
+    return {"weights": setting, **({"init_seed": config["seed"]} if setting == RANDOM_WEIGHTS else {})}
+
+
+def fetch_weights_params(wildcards):
+    ds = dataset_config(wildcards.dataset)
+    return {
+        "backbone": ds["features"]["backbone"],
+        "url": pretrained_url(ds["features"]),
+        "sha256": ds["features"]["weights_sha256"],
+    }
+
+
 def features_input(wildcards):
     check_backbone(wildcards)
     inputs = {"frames": checked_shard(f"{RESULTS}/{wildcards.dataset}/frames/shard_{wildcards.shard}.h5")}
-    weights_file = dataset_config(wildcards.dataset)["features"]["checkpoint"]
-    if weights_file:
-        inputs["checkpoint"] = weights_file  # a changed weights file re-extracts the features
-    return inputs
+    return {**inputs, **weights_input(wildcards.dataset)}
 
 
 def features_params(wildcards):
     ds = dataset_config(wildcards.dataset)
-    params = {
-        "backbone": ds["features"]["backbone"],
-        "checkpoint": ds["features"]["checkpoint"],
-        "img_size": ds["frames"]["size"],
-    }
-    if not ds["features"]["checkpoint"]:
-        # Random weights must be the SAME in every shard's job, or features of two
-        # shards come from two different networks: seed the initialisation.
-        params["init_seed"] = config["seed"]
-    return params
+    return {"backbone": ds["features"]["backbone"], "img_size": ds["frames"]["size"], **weights_params(wildcards.dataset)}
 
 
 def features_swin_input(wildcards):
     check_backbone(wildcards)
-    inputs = _shard_videos(wildcards)
-    weights_file = dataset_config(wildcards.dataset)["features"]["checkpoint"]
-    if weights_file:
-        inputs["checkpoint"] = weights_file
-    return inputs
+    return {**_shard_videos(wildcards), **weights_input(wildcards.dataset)}
 
 
 def features_swin_params(wildcards):
@@ -323,15 +347,12 @@ def features_swin_params(wildcards):
     planned = _planned_videos(wildcards)
     params = {
         "backbone": ds["features"]["backbone"],
-        "checkpoint": ds["features"]["checkpoint"],
         "size": ds["frames"]["size"],
         "ids": planned.pop("ids"),
         "max_segments": {v: limits["train"] if roles[v] == "train" else limits["test"] for v in ids},
         **planned,
     }
-    if not ds["features"]["checkpoint"]:
-        params["init_seed"] = config["seed"]  # the same random network in every shard's job
-    return params
+    return {**params, **weights_params(wildcards.dataset)}
 
 
 def feature_shards(wildcards):

@@ -63,3 +63,28 @@ rule features_swin:
         "../../envs/swin.yaml"
     script:
         "../scripts/features_swin.py"
+
+
+# features.weights: pretrained. The backbone's public weights, fetched once into the cache of
+# the library that owns them (the Hugging Face hub's for timm ViTs, torch.hub's for the Video
+# Swin release; sha256 checked against features.weights_sha256 when set), on the machine that
+# runs snakemake: cluster nodes often have no internet, and with HF_HUB_OFFLINE=1 the jobs load
+# the cached file this record names. A re-run keeps the record (and the cache) as long as both
+# exist; --forcerun fetch_weights asks the hub again.
+
+
+rule fetch_weights:
+    output:
+        "results/{dataset}/features/{backbone}/weights.json",
+    wildcard_constraints:
+        dataset=PRETRAINED_DATASET_REGEX,
+    params:
+        fetch=fetch_weights_params,
+    log:
+        "logs/{dataset}/features/{backbone}/fetch_weights.log",
+    localrule: True
+    conda:
+        "../../envs/video.yaml"
+    script:
+        "../scripts/fetch_weights.py"
+

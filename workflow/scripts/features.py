@@ -9,16 +9,20 @@ logger = start(snakemake, "features")
 def main():
     from vis4mer.features import extract_features_to_shard
     from vis4mer.devices import resolve_device
+    from vis4mer.weights import job_weights
 
     set_threads(snakemake.threads)
     p = snakemake.params.features
+    weights = job_weights(
+        p["weights"], p["backbone"], record=snakemake.input.get("weights"), seed=p.get("init_seed", 0)
+    )
     device = resolve_device(runtime(snakemake)["device"])
-    logger.info("backbone %s (img_size %s), checkpoint %s, device %s", p["backbone"], p["img_size"], p["checkpoint"], device)
+    logger.info("backbone %s (img_size %s), weights %s, device %s", p["backbone"], p["img_size"], weights.identity, device)
     manifest = extract_features_to_shard(
         snakemake.input.frames,
         snakemake.output[0],
         backbone=p["backbone"],
-        checkpoint=p["checkpoint"],
+        weights=weights,
         batch_size=runtime(snakemake)["feature_batch_size"],
         device=str(device),
         img_size=p["img_size"],
