@@ -94,3 +94,46 @@ def test_table_lists_every_row():
     assert table[0].split() == ["check", "status", "detail", "fix"]
     assert table[2].startswith("gpus") and "WARN" in table[2] and table[2].endswith("use a GPU")
     assert "OK" in table[3]
+
+
+# --------------------------------------------------------------------------- a configuration
+
+REPO = Path(__file__).resolve().parents[1]
+LVU = REPO.parent / "shared" / "data" / "lvu_1.0"
+
+
+def test_demo_config_is_ready_on_this_machine(capsys):
+    from vis4mer.cli import main
+
+    assert main(["doctor", "--configfile", str(REPO / "config" / "demo.yaml")]) == 0
+    table = capsys.readouterr().out
+    assert "weights demo" in table and "RANDOM weights" in table and "0 blocking" in table
+
+
+@pytest.mark.skipif(not LVU.is_dir(), reason=f"LVU split files not found at {LVU}")
+def test_lvu_sizes_from_the_split_files_against_a_small_disk(tmp_path, monkeypatch, capsys):
+    from vis4mer.cli import main
+
+    override = tmp_path / "lvu.yaml"
+    override.write_text(f"datasets:\n  lvu:\n    split_dir: {LVU}\n")
+    monkeypatch.setattr(doctor.shutil, "disk_usage", lambda path: Usage(10**12, 9 * 10**11, 10**11))  # 100 GB free
+    code = main(["doctor", "--configfile", str(override), "--dataset", "lvu", "--results", str(tmp_path / "results"),
+                 "--json", str(tmp_path / "doctor.json")])
+    assert code == 1  # the disk blocks the run
+    rows = {row["name"]: row for row in __import__("json").loads((tmp_path / "doctor.json").read_text())["rows"]}
+    assert rows["lvu inputs"]["detail"] == "9996 videos in 9 task(s)"
+    assert rows["lvu size"]["detail"].startswith("9996 videos, 370 h at 1 fps, 197 x 1024 fp16 tokens per frame")
+    assert rows["disk space"]["status"] == "fail" and "lvu features 538.04 GB" in rows["disk space"]["detail"]
+    assert rows["yt-dlp js runtime"]["status"] == "ok"
+    assert "1 blocking" in capsys.readouterr().out
+
+
+def test_missing_inputs_block_and_name_the_key(tmp_path):
+    from vis4mer.config import validate_config
+
+    config = validate_config({"targets": ["bf"], "datasets": {"bf": {
+        "source": "breakfast", "video_dir": str(tmp_path / "nowhere"), "tasks": {"activity": {"type": "classification"}},
+        "features": {"family": "swin", "backbone": "swin_test_patch244_window877", "weights": "random"}, "models": ["m"]}},
+        "models": {"m": {"arch": "meanpool", "d_model": 8, "n_layers": 1}}})
+    rows = by_name(doctor.check_dataset("bf", config, tmp_path / "results")[0])
+    assert rows["bf inputs"].blocking and "datasets.bf.video_dir" in rows["bf inputs"].fix

@@ -131,3 +131,12 @@ def test_recorded_hub_identity_is_found_again_offline(hub_cache):
     found, refused = out.strip().splitlines()[-2:]
     assert Path(found) == info["path"]
     assert refused.startswith("refused") and "the features were made with " + "0" * 64 in refused
+
+
+def test_fetch_weights_command(hub_cache, tmp_path):
+    cache, info = hub_cache
+    command = [sys.executable, "-m", "vis4mer.cli", "fetch-weights", "--backbone", TINY]
+    found = subprocess.run(command, env=offline_env(cache), capture_output=True, text=True)
+    assert found.returncode == 0 and f"{TINY}: hf-hub:{TINY_REPO}@{REVISION}" in found.stdout and info["sha256"] in found.stdout
+    missing = subprocess.run(command, env=offline_env(tmp_path / "empty"), capture_output=True, text=True)
+    assert missing.returncode == 1 and "not in the Hugging Face cache" in missing.stderr

@@ -43,7 +43,89 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log INFO messages of the library to stderr")
     commands = parser.add_subparsers(dest="command", metavar="<command>", required=True)
     _add_predict(commands)
+    _add_fetch_weights(commands)
+    _add_doctor(commands)
     return parser
+
+
+def _add_fetch_weights(commands) -> None:
+    fetch = commands.add_parser(
+        "fetch-weights",
+        help="put a backbone's pretrained weights into the cache (once, on a machine with internet)",
+        description=(
+            "Download a backbone's public weights into the cache of the library that owns them (timm ViTs: the "
+            "Hugging Face hub cache, HF_HUB_CACHE; Video Swin: torch.hub's, TORCH_HOME) and print their identity. "
+            "Run it on a login node with internet; jobs on nodes without internet then load the cached file "
+            "(HF_HUB_OFFLINE=1)."
+        ),
+        epilog="Exit status: 0 when the weights are in the cache, 1 when they could not be had, 2 for usage errors.",
+    )
+    fetch.add_argument("--backbone", required=True, action="append",
+                       help="timm model name (e.g. vit_large_patch16_224.augreg_in21k) or a vis4mer.swin.BACKBONES name; repeatable")
+    fetch.add_argument("--sha256", help="the sha256 the downloaded file must have (release URLs)")
+    fetch.set_defaults(handler=run_fetch_weights)
+
+
+def run_fetch_weights(args: argparse.Namespace) -> int:
+    from vis4mer.swin import BACKBONES
+    from vis4mer.weights import PRETRAINED, WeightsUnavailable, resolve_weights
+
+    status = EXIT_OK
+    for backbone in args.backbone:
+        url = BACKBONES[backbone].url if backbone in BACKBONES else None
+        if backbone in BACKBONES and url is None:
+            _error(f"{backbone} has no released weights")
+            status = EXIT_FAILED
+            continue
+        try:
+            resolved = resolve_weights(PRETRAINED, backbone, url=url, sha256=args.sha256)
+        except WeightsUnavailable as error:
+            _error(str(error))
+            status = EXIT_FAILED
+            continue
+        print(f"{backbone}: {resolved.identity} ({resolved.file}, sha256 {resolved.sha256})")
+    return status
+
+
+def _add_doctor(commands) -> None:
+    doctor = commands.add_parser(
+        "doctor",
+        help="check a machine before a long run: GPUs, decoders and codecs, weights, downloads, inputs, disk space",
+        description=(
+            "For the configured datasets, report what is ready and what is missing, each with the fix: GPUs and the "
+            "CUDA Cauchy kernel, ffmpeg and which codecs each decoder reads (AV1 matters: YouTube serves it), "
+            "yt-dlp's JavaScript runtime, the backbone weights (cached or fetchable), the split files and videos, and "
+            "the disk space the downloads, frames and features need against what is free where they go."
+        ),
+        epilog="Exit status: 0 when nothing blocks the run (warnings allowed), 1 when something does, 2 for usage errors.",
+    )
+    doctor.add_argument("--configfile", action="append", default=[], type=Path,
+                        help="config files merged over config/config.yaml, as snakemake --configfile (repeatable)")
+    doctor.add_argument("--dataset", action="append", default=[], help="datasets to check (default: the config's targets)")
+    doctor.add_argument("--results", type=Path, default=Path("results"), help="where results are written (default: results)")
+    doctor.add_argument("--json", type=Path, metavar="PATH", help="also write the rows as JSON")
+    doctor.set_defaults(handler=run_doctor)
+
+
+def run_doctor(args: argparse.Namespace) -> int:
+    from dataclasses import asdict
+
+    from vis4mer.atomic import write_json
+    from vis4mer.config import ConfigError, load_config
+    from vis4mer.doctor import format_table, run_checks
+
+    try:
+        config = load_config([Path("config/config.yaml"), *args.configfile])
+        rows = run_checks(config, args.dataset or None, args.results)
+    except (ConfigError, OSError, ValueError) as error:
+        _error(str(error))
+        return EXIT_USAGE
+    print(format_table(rows))
+    blocking = [row for row in rows if row.blocking]
+    print(f"\n{len(blocking)} blocking, {sum(r.status == 'warn' for r in rows)} warnings, {len(rows)} checks")
+    if args.json:
+        write_json(args.json, {"rows": [asdict(row) for row in rows], "blocking": len(blocking)})
+    return EXIT_FAILED if blocking else EXIT_OK
 
 
 def _add_predict(commands) -> None:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import copy
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any, Iterator, Mapping, Sequence
 
 from vis4mer.sources import source_class
 from vis4mer.swin import BACKBONES
@@ -62,6 +62,30 @@ def validate_config(config: dict[str, Any], schema=SCHEMA) -> dict[str, Any]:
         where = ".".join(map(str, error.absolute_path)) or "(top level)"
         raise ConfigError(f"config: {where}: {error.message}")
     return config
+
+
+def load_config(paths: Sequence[Path | str], schema=SCHEMA) -> dict[str, Any]:
+    """The config files merged in order (later files win, nested sections merged key by key,
+    as snakemake's --configfile), validated with the schema's defaults and cross-checked."""
+    import yaml
+
+    merged: dict[str, Any] = {}
+    for path in paths:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"config file {path} does not exist")
+        _merge(merged, yaml.safe_load(path.read_text()) or {})
+    validate_config(merged, schema)
+    check_config(merged)
+    return merged
+
+
+def _merge(into: dict[str, Any], update: Mapping[str, Any]) -> None:
+    for key, value in update.items():
+        if isinstance(value, Mapping) and isinstance(into.get(key), dict):
+            _merge(into[key], value)
+        else:
+            into[key] = copy.deepcopy(value)
 
 
 def check_config(config: Mapping[str, Any]) -> None:

@@ -13,7 +13,7 @@ import tempfile
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 Status = Literal["ok", "warn", "fail"]
 
@@ -105,7 +105,8 @@ def _decodes(decoder: str, path: Path) -> str | None:
     try:
         frames, _, _ = decode_video(path, fps=1.0, size=32, decoder=decoder)
     except Exception as error:  # the decoders raise their own types
-        return f"{type(error).__name__}: {error}".splitlines()[0][:160]
+        message = str(error).splitlines()[0] if str(error) else type(error).__name__
+        return message.rpartition("ERROR ")[2][:120]  # decord prefixes a source location
     return None if len(frames) else "no frames"
 
 
@@ -220,10 +221,11 @@ def _existing_parent(path: Path) -> Path:
     return path
 
 
-def check_disk(needs: Sequence[SpaceNeed], disk_usage: Callable[[Path], shutil._ntuple_diskusage] = shutil.disk_usage) -> list[Check]:
-    """The needs summed per file system, against its free space (`disk_usage` for tests)."""
+def check_disk(needs: Sequence[SpaceNeed], disk_usage: Callable[[Path], Any] | None = None) -> list[Check]:
+    """The needs summed per file system, against its free space (`disk_usage`: shutil.disk_usage)."""
     import os
 
+    disk_usage = disk_usage or shutil.disk_usage
     groups: dict[int, list[SpaceNeed]] = {}
     roots: dict[int, Path] = {}
     for need in needs:
@@ -262,3 +264,114 @@ DOWNLOAD_BITS_PER_SECOND = 1.0e6
 
 def download_bytes(seconds: float) -> float:
     return seconds * DOWNLOAD_BITS_PER_SECOND / 8
+
+
+# ----------------------------------------------------------------------- a configuration
+
+
+def _vit_tokens(backbone: str, size: int) -> tuple[int, int]:
+    """(tokens, dim) per frame of a timm ViT at `size`, from its structure (built on the meta device)."""
+    import torch
+
+    from vis4mer.compat import import_timm
+
+    with torch.device("meta"):
+        model = import_timm().create_model(backbone, pretrained=False, num_classes=0, img_size=size)
+    prefix = getattr(model, "num_prefix_tokens", 1)
+    return int(model.patch_embed.num_patches) + int(prefix), int(model.num_features)
+
+
+def _dataset_needs(name: str, settings: Mapping, source, results: Path) -> tuple[list[SpaceNeed], list[Check]]:
+    """What the dataset will write (features; frames when kept; downloaded videos), estimated
+    from its split files: LVU from lvu_durations.csv at frames.fps, Video Swin from max_segments."""
+    features, frames = settings["features"], settings["frames"]
+    out = results / name
+    rows: list[Check] = []
+    needs: list[SpaceNeed] = []
+    roles = source.roles()
+    if features["family"] == "swin":
+        from vis4mer.swin import swin_config
+
+        tokens, dim = (frames["size"] // 32) ** 2, swin_config(features["backbone"]).out_dim
+        segments = sum(features["max_segments"]["train" if role == "train" else "test"] for role in roles.values())
+        needs.append(SpaceNeed(f"{name} features (at most)", out / "features", swin_feature_bytes(segments, tokens, dim)))
+        return needs, rows
+    durations = source.durations()
+    if not durations:
+        rows.append(Check(f"{name} size", "warn", "no video durations known before decoding: features and downloads not estimated"))
+        return needs, rows
+    seconds = sum(durations.get(video_id, 0.0) for video_id in roles)
+    unknown = sum(video_id not in durations for video_id in roles)
+    tokens, dim = _vit_tokens(features["backbone"], frames["size"])
+    needs.append(SpaceNeed(f"{name} features", out / "features", vit_feature_bytes(seconds, frames["fps"], tokens, dim)))
+    if settings.get("keep_frames"):
+        needs.append(SpaceNeed(f"{name} frames", out / "frames", seconds * frames["fps"] * frames["size"] ** 2 * 3))
+    if getattr(source, "downloads", False):
+        video_dir = Path(settings["download"]["video_dir"] or f"data/{name}/videos")
+        needs.append(SpaceNeed(f"{name} videos (~{DOWNLOAD_BITS_PER_SECOND / 1e6:g} Mbit/s)", video_dir, download_bytes(seconds)))
+    detail = f"{len(roles)} videos, {seconds / 3600:.0f} h at {frames['fps']:g} fps, {tokens} x {dim} fp16 tokens per frame"
+    rows.append(Check(f"{name} size", "ok", detail + (f" ({unknown} videos without a duration not counted)" if unknown else "")))
+    return needs, rows
+
+
+def check_dataset(name: str, config: Mapping, results: Path) -> tuple[list[Check], list[SpaceNeed]]:
+    """The dataset's weights, its input files (read through its source) and what it will write."""
+    from vis4mer.sources import source_class
+    from vis4mer.weights import WeightsUnavailable, pretrained_url
+
+    settings = config["datasets"][name]
+    features = settings["features"]
+    try:
+        url = pretrained_url(features) if features["weights"] == "pretrained" else None
+        rows = [check_weights(name, features["weights"], features["backbone"], url=url)]
+    except WeightsUnavailable as error:
+        rows = [Check(f"weights {name}", "fail", str(error), "see datasets.<name>.features.weights")]
+    kind = source_class(settings["source"])
+    if kind.generated:
+        return rows + [Check(f"{name} inputs", "ok", "generated by the workflow (rule demo_videos)")], []
+    fetched = None
+    if kind.needs_fetch(settings):
+        folder = results / name / "lvu_1.0"
+        if not folder.is_dir():
+            return rows + [Check(f"{name} inputs", "ok", f"split files not fetched yet: rule {kind.fetch_checkpoint} fetches them (needs internet)")], []
+        fetched = str(folder)
+    source = kind(name, settings, results=results, fetched=fetched)
+    try:
+        n_videos = len(source.video_ids())
+    except (OSError, ValueError) as error:
+        return rows + [Check(f"{name} inputs", "fail", str(error).splitlines()[0][:300], f"fix datasets.{name}.{kind.files_key or 'split_dir'}")], []
+    rows.append(Check(f"{name} inputs", "ok", f"{n_videos} videos in {len(source.tasks())} task(s)"))
+    if not kind.downloads:
+        found, missing = source.video_files(source.video_ids())
+        if missing:
+            example = next(iter(missing.values()))
+            status = "fail" if not found else "warn"
+            rows.append(Check(f"{name} videos", status, f"{len(found)} found, {len(missing)} missing (e.g. {example})",
+                              "missing videos are skipped and counted; check the video folder"))
+    needs, size_rows = _dataset_needs(name, {**settings, "keep_frames": config.get("keep_frames")}, source, results)
+    return rows + size_rows, needs
+
+
+def run_checks(config: Mapping, datasets: Sequence[str] | None = None, results: Path | str = "results") -> list[Check]:
+    """Every check a validated `config` needs for `datasets` (default: its targets)."""
+    from vis4mer.sources import source_class
+
+    results = Path(results)
+    names = list(datasets or config["targets"])
+    if unknown := [n for n in names if n not in config["datasets"]]:
+        raise ValueError(f"unknown dataset(s) {unknown}; the config has {sorted(config['datasets'])}")
+    rows = check_gpus()
+    rows += check_decoding(sorted({config["datasets"][n]["frames"]["decoder"] for n in names}))
+    downloading = [n for n in names if source_class(config["datasets"][n]["source"]).downloads]
+    youtube = [n for n in downloading if "youtube" in str(config["datasets"][n]["download"]["source"])]
+    if youtube:
+        runtimes = sorted({r for n in youtube for r in config["datasets"][n]["download"]["js_runtimes"]})
+        rows.append(check_js_runtime(runtimes))
+    needs: list[SpaceNeed] = []
+    for name in names:
+        dataset_rows, dataset_needs = check_dataset(name, config, results)
+        rows += dataset_rows
+        needs += dataset_needs
+    if needs:
+        rows += check_disk(needs)
+    return rows

@@ -199,6 +199,11 @@ class Source:
         """{id: seconds} to keep at the end of each video (LVU's trim_preview), None when not trimming."""
         return None
 
+    def durations(self) -> dict[str, float] | None:
+        """{video id: seconds} where the dataset's files say it before any video is decoded
+        (LVU's lvu_durations.csv), else None; for estimates (vis4mer doctor)."""
+        return None
+
     def roles(self) -> dict[str, str]:
         """{id: "train" | "test"}: train for a video of some task's train split."""
         return {video_id: info.role for video_id, info in self.videos().items()}

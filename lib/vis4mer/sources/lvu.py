@@ -370,6 +370,10 @@ class LvuSource(Benchmark):
         except (OSError, ValueError) as error:
             raise ValueError(f"dataset {self.name!r} (trim_preview, see datasets.{self.name}.split_dir): {error}") from error
 
+    def durations(self):
+        path = Path(self.split_dir) / DURATIONS_FILE
+        return read_durations(self.split_dir) if path.is_file() else None
+
     def keep_last_s(self, ids):
         if not self.settings["trim_preview"]:
             return None
