@@ -139,6 +139,20 @@ def _swin_errors(name: str, settings: Mapping[str, Any], kind, training: Mapping
 # ----------------------------------------------------------------------------------- views
 
 
+def pretrained_url(features: dict[str, Any]) -> str | None:
+    """The release URL of a config's ``features`` backbone when its pretrained weights are not on
+    the hub (Video Swin: vis4mer.swin.BACKBONES), else None (timm's hub weights)."""
+    if features.get("family") != "swin":
+        return None
+    url = BACKBONES[features["backbone"]].url
+    if url is None:
+        raise ConfigError(
+            f"the Video Swin backbone {features['backbone']} has no released weights (features.weights: pretrained); "
+            "write features.weights: <path> or random"
+        )
+    return url
+
+
 def download_sources(download: Mapping[str, Any]) -> list[str]:
     """download.source as a list: youtube, local, or both (mirrors first)."""
     source = download["source"]

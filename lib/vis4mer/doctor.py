@@ -317,14 +317,14 @@ def _dataset_needs(name: str, settings: Mapping, source, results: Path) -> tuple
 def check_dataset(name: str, config: Mapping, results: Path) -> tuple[list[Check], list[SpaceNeed]]:
     """The dataset's weights, its input files (read through its source) and what it will write."""
     from vis4mer.sources import source_class
-    from vis4mer.weights import WeightsUnavailable, pretrained_url
+    from vis4mer.config import ConfigError, pretrained_url
 
     settings = config["datasets"][name]
     features = settings["features"]
     try:
         url = pretrained_url(features) if features["weights"] == "pretrained" else None
         rows = [check_weights(name, features["weights"], features["backbone"], url=url)]
-    except WeightsUnavailable as error:
+    except ConfigError as error:
         rows = [Check(f"weights {name}", "fail", str(error), "see datasets.<name>.features.weights")]
     kind = source_class(settings["source"])
     if kind.generated:

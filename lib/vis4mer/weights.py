@@ -214,22 +214,6 @@ def local_weights(path) -> ResolvedWeights:
     return ResolvedWeights(str(path), digest, path, digest)
 
 
-def pretrained_url(features: dict[str, Any]) -> str | None:
-    """The release URL of a config's ``features`` backbone when its pretrained weights are not on
-    the hub (Video Swin: vis4mer.swin.BACKBONES), else None (timm's hub weights)."""
-    if features.get("family") != "swin":
-        return None
-    from vis4mer.swin import swin_config
-
-    url = swin_config(features["backbone"]).url
-    if url is None:
-        raise WeightsUnavailable(
-            f"the Video Swin backbone {features['backbone']} has no released weights (features.weights: pretrained); "
-            "write features.weights: <path> or random"
-        )
-    return url
-
-
 def resolve_weights(setting: str, backbone: str, *, seed: int = 0, url: str | None = None, sha256: str | None = None) -> ResolvedWeights:
     """The weights `setting` (``features.weights``) means for `backbone`.
 

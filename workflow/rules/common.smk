@@ -44,6 +44,7 @@ from vis4mer.config import (
     download_sources,
     model_settings,
     parse_run,
+    pretrained_url,
     run_names,
     validate_config,
 )
@@ -51,7 +52,7 @@ from vis4mer.shards import ShardPlan, is_complete
 from vis4mer.sources import source_class
 from vis4mer.sources.splits import SPLITS
 from vis4mer.training import LAUNCH_SETTINGS  # training keys that do not change the result
-from vis4mer.weights import PRETRAINED as PRETRAINED_WEIGHTS, RANDOM as RANDOM_WEIGHTS, pretrained_url
+from vis4mer.weights import PRETRAINED as PRETRAINED_WEIGHTS, RANDOM as RANDOM_WEIGHTS
 
 try:
     validate_config(config, Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml")
