@@ -72,6 +72,9 @@ def test_schema_errors_name_the_key(dataset, expected):
         (lambda c: c["datasets"]["x"].update(SWIN, frames={"size": 48}), "datasets.x.frames.size 48 must be a multiple of 32"),
         (lambda c: c["datasets"]["x"].update(features={"family": "swin", "backbone": "vit_large_patch16_224"}, frames={"size": 64}),
          "datasets.x.features.backbone 'vit_large_patch16_224' is not a Video Swin backbone"),
+        (lambda c: c["models"]["m"].update(arch="vis4mer", kwargs={"d_stat": 8}),
+         r"models.m.kwargs.d_stat: model 'vis4mer' takes no argument 'd_stat' \(it takes: d_state, mode, backend, ssm_lr, check_finite\)"),
+        (lambda c: c["models"]["m"].update(arch="meanpool", kwargs={"d_model": 8}), "models.m.kwargs.d_model: model 'meanpool' takes no argument"),
     ],
 )
 def test_cross_checks_name_the_key(change, expected):

@@ -6,6 +6,7 @@ envs/), so results/ and .snakemake/ of the checkout are never touched.
 
 from __future__ import annotations
 
+import copy
 import json
 import shutil
 from pathlib import Path
@@ -181,6 +182,31 @@ def test_frames_are_temporary_unless_kept(tiny_run):
     assert "shard_0000.h5" not in kept.stdout + kept.stderr
     temp = snakemake(workdir, "-n", "--configfile", str(config), "--config", "keep_frames=False", "--delete-temp-output")
     assert "results/tiny/frames/shard_0000.h5" in temp.stdout + temp.stderr
+
+
+def _tiny_with(workdir: Path, name: str, change) -> Path:
+    config = copy.deepcopy(TINY_CONFIG)
+    change(config)
+    return write_config(workdir / "config" / name, config)
+
+
+@pytest.mark.slow
+def test_a_failed_retrain_leaves_no_stale_results_and_the_next_run_redoes_them(tiny_run):
+    """Changes the meanpool run of the shared tiny run: it is re-trained, and that fails."""
+    workdir, _, _ = tiny_run
+    results = workdir / "results" / "tiny"
+    wider = lambda c: c["models"]["meanpool"].update(d_model=16)  # noqa: E731
+    failing = _tiny_with(workdir, "failing.yaml", lambda c: (wider(c), c["runtime"].update(device="cuda:99")))
+    result = snakemake(workdir, "--cores", "1", "--configfile", str(failing))
+    assert result.returncode != 0 and job_counts(result.stdout + result.stderr)["train"] == 1
+    for path in ("order/meanpool/best.pt", "order/meanpool/metrics.json", "order/meanpool/confusion.png", "all.json", "summary.md"):
+        assert not (results / path).exists(), path
+    assert (results / "order" / "vis4mer" / "metrics.json").exists()  # other runs' results stay
+    changed = _tiny_with(workdir, "wider.yaml", wider)
+    result = snakemake(workdir, "-n", "--configfile", str(changed))
+    assert job_counts(result.stdout + result.stderr) == {"train": 1, "evaluate": 1, "confusion_plot": 1, "aggregate": 1, "all": 1}
+    result = snakemake(workdir, "-n", "--configfile", str(changed), "--", "results/tiny/order/meanpool/metrics.json")
+    assert job_counts(result.stdout + result.stderr) == {"train": 1, "evaluate": 1}
 
 
 @pytest.mark.slow

@@ -17,6 +17,7 @@ import copy
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
+from vis4mer.model import model_options
 from vis4mer.sources import source_class
 from vis4mer.swin import BACKBONES
 
@@ -79,6 +80,11 @@ def config_errors(config: Mapping[str, Any]) -> Iterator[str]:
             yield from _download_errors(name, settings["download"])
         if settings["features"]["family"] == "swin":
             yield from _swin_errors(name, settings, kind, dataset_training(config, name))
+    for name, spec in models.items():
+        options = model_options(spec["arch"])
+        for key in spec["kwargs"]:
+            if key not in options:
+                yield f"models.{name}.kwargs.{key}: model {spec['arch']!r} takes no argument {key!r} (it takes: {', '.join(options)})"
 
 
 def _download_errors(name: str, download: Mapping[str, Any]) -> Iterator[str]:

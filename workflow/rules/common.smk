@@ -202,6 +202,15 @@ def run_splits(wildcards):
     return {split: source(wildcards.dataset).split_file(wildcards.task, split) for split in SPLITS}
 
 
+def model_results(wildcards):
+    """The files that describe the model of a train job: its run's metrics.json and
+    confusion.png, and the dataset's all.json and summary.md. The job removes them when it
+    starts, so a re-train that fails leaves none describing a model that is gone, and the
+    next run rebuilds them (Snakemake alone would keep them "up to date")."""
+    run = f"{RESULTS}/{wildcards.dataset}/{wildcards.task}/{wildcards.model}"
+    return [f"{run}/metrics.json", f"{run}/confusion.png", f"{RESULTS}/{wildcards.dataset}/all.json", f"{RESULTS}/{wildcards.dataset}/summary.md"]
+
+
 def run_files(dataset, name):
     """One file of every (task, model[, seed]) run of a dataset, in config order."""
     ds = dataset_config(dataset)
@@ -368,4 +377,10 @@ def aggregate_info(wildcards):
 
 
 def all_targets():
-    return [f"{RESULTS}/{dataset}/{name}" for dataset in config["targets"] for name in ("all.json", "summary.md")]
+    """all.json and summary.md of every target dataset, and the best.pt of each of its runs:
+    Snakemake re-runs a job whose output is missing only when a target needs it, and results
+    must never describe a model that is not there (a train job that failed removed it)."""
+    return [
+        *(f"{RESULTS}/{dataset}/{name}" for dataset in config["targets"] for name in ("all.json", "summary.md")),
+        *(path for dataset in config["targets"] for path in run_files(dataset, "best.pt")),
+    ]
