@@ -210,6 +210,25 @@ def test_a_failed_retrain_leaves_no_stale_results_and_the_next_run_redoes_them(t
 
 
 @pytest.mark.slow
+def test_settings_compare_by_value_and_a_missing_weights_file_fails(tiny_run):
+    workdir, _, _ = tiny_run
+
+    def reorder(config):
+        config["training"] = dict(reversed(list(config["training"].items())))
+        config["models"]["vis4mer"] = dict(reversed(list(config["models"]["vis4mer"].items())))
+
+    result = snakemake(workdir, "-n", "--configfile", str(_tiny_with(workdir, "reordered.yaml", reorder)))
+    assert result.returncode == 0 and "Nothing to be done" in result.stdout + result.stderr, (result.stdout + result.stderr)[-3000:]
+    weights = _tiny_with(workdir, "weights.yaml", lambda c: c["datasets"]["tiny"]["features"].update(checkpoint="missing/vit.pth"))
+    result = snakemake(workdir, "-n", "--configfile", str(weights))
+    assert result.returncode != 0
+    assert "datasets.tiny.features.checkpoint: the weights file missing/vit.pth does not exist" in result.stdout + result.stderr
+    typo = _tiny_with(workdir, "typo.yaml", lambda c: c["models"]["meanpool"]["kwargs"].update(d_stat=8))
+    result = snakemake(workdir, "-n", "--configfile", str(typo))
+    assert result.returncode != 0 and "models.meanpool.kwargs.d_stat: model 'meanpool' takes no argument 'd_stat'" in result.stdout + result.stderr
+
+
+@pytest.mark.slow
 def test_half_written_shard_is_detected_and_rebuilt(tiny_run):
     """Runs last: it removes a shard of the shared tiny run."""
     workdir, config, _ = tiny_run

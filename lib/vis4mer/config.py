@@ -129,6 +129,17 @@ def dataset_evaluation(config: Mapping[str, Any], dataset: str) -> dict[str, Any
     return {**config["evaluation"], **config["datasets"][dataset]["evaluation"]}
 
 
+def by_value(value: Any) -> Any:
+    """`value` with the keys of every mapping in it sorted (lists keep their order): Snakemake
+    compares a rule's params by their repr, so settings that differ only in the order of
+    their keys must be passed in one order, or re-ordering a config would re-run jobs."""
+    if isinstance(value, Mapping):
+        return {key: by_value(value[key]) for key in sorted(value)}
+    if isinstance(value, (list, tuple)):
+        return [by_value(item) for item in value]
+    return value
+
+
 def model_settings(config: Mapping[str, Any], run: str) -> dict[str, Any]:
     """The model section of a run (`run`: a model name or <model>/seed_<n>) as
     vis4mer.training.ModelSpec's arguments."""

@@ -38,6 +38,7 @@ except ImportError:  # snakemake runs from an environment without the package: u
 from vis4mer.config import (
     SEED_PREFIX,
     ConfigError,
+    by_value,
     check_config,
     dataset_evaluation,
     dataset_training,
@@ -182,16 +183,17 @@ def task_config(dataset, task):
 
 def model_config(model):
     """The model section of the config with its defaults, as train.py's ModelSpec
-    (`model` may be a {model} wildcard name/seed_<n>)."""
-    return model_settings(config, model)
+    (`model` may be a {model} wildcard name/seed_<n>), keys in one order (by_value)."""
+    return by_value(model_settings(config, model))
 
 
 def training_config(wildcards):
     """Result-affecting training settings (params: changing one re-trains): the top-level
-    'training' with the dataset's overrides, and the run's seed."""
+    'training' with the dataset's overrides, and the run's seed; compared by value (by_value:
+    re-ordering the keys re-trains nothing)."""
     training = {key: value for key, value in dataset_training(config, wildcards.dataset).items() if key not in LAUNCH_SETTINGS}
     seed = parse_run(wildcards.model)[1]
-    return {**training, "seed": config["seed"] if seed is None else seed}
+    return by_value({**training, "seed": config["seed"] if seed is None else seed})
 
 
 def evaluation_config(dataset):
@@ -292,13 +294,34 @@ def frames_params(wildcards):
     return params
 
 
+WEIGHTS_KEY = "checkpoint"  # the features key naming the backbone's weights file (null: random weights)
+
+
+def weights_input(dataset):
+    """{"checkpoint": the dataset's weights file} (an input: a changed file re-extracts the
+    features), or {} for random weights. A file that does not exist fails the DAG build naming
+    the key: with features present Snakemake would otherwise keep them, from other weights."""
+    weights_file = dataset_config(dataset)["features"][WEIGHTS_KEY]
+    if not weights_file:
+        return {}
+    if not os.path.isfile(weights_file):
+        raise WorkflowError(
+            f"datasets.{dataset}.features.{WEIGHTS_KEY}: the weights file {weights_file} does not exist; "
+            f"fix the path, or set it to null for random weights"
+        )
+    return {"checkpoint": weights_file}
+
+
+# Checked for every dataset now: raised later, from the input function of a features job
+# whose shard exists, Snakemake would drop the error and keep the shard.
+for _dataset in config["datasets"]:
+    weights_input(_dataset)
+
+
 def features_input(wildcards):
     check_backbone(wildcards)
     inputs = {"frames": checked_shard(f"{RESULTS}/{wildcards.dataset}/frames/shard_{wildcards.shard}.h5")}
-    weights_file = dataset_config(wildcards.dataset)["features"]["checkpoint"]
-    if weights_file:
-        inputs["checkpoint"] = weights_file  # a changed weights file re-extracts the features
-    return inputs
+    return {**inputs, **weights_input(wildcards.dataset)}
 
 
 def features_params(wildcards):
@@ -317,11 +340,7 @@ def features_params(wildcards):
 
 def features_swin_input(wildcards):
     check_backbone(wildcards)
-    inputs = _shard_videos(wildcards)
-    weights_file = dataset_config(wildcards.dataset)["features"]["checkpoint"]
-    if weights_file:
-        inputs["checkpoint"] = weights_file
-    return inputs
+    return {**_shard_videos(wildcards), **weights_input(wildcards.dataset)}
 
 
 def features_swin_params(wildcards):
