@@ -191,25 +191,6 @@ def _tiny_with(workdir: Path, name: str, change) -> Path:
 
 
 @pytest.mark.slow
-def test_a_failed_retrain_leaves_no_stale_results_and_the_next_run_redoes_them(tiny_run):
-    """Changes the meanpool run of the shared tiny run: it is re-trained, and that fails."""
-    workdir, _, _ = tiny_run
-    results = workdir / "results" / "tiny"
-    wider = lambda c: c["models"]["meanpool"].update(d_model=16)  # noqa: E731
-    failing = _tiny_with(workdir, "failing.yaml", lambda c: (wider(c), c["runtime"].update(device="cuda:99")))
-    result = snakemake(workdir, "--cores", "1", "--configfile", str(failing))
-    assert result.returncode != 0 and job_counts(result.stdout + result.stderr)["train"] == 1
-    for path in ("order/meanpool/best.pt", "order/meanpool/metrics.json", "order/meanpool/confusion.png", "all.json", "summary.md"):
-        assert not (results / path).exists(), path
-    assert (results / "order" / "vis4mer" / "metrics.json").exists()  # other runs' results stay
-    changed = _tiny_with(workdir, "wider.yaml", wider)
-    result = snakemake(workdir, "-n", "--configfile", str(changed))
-    assert job_counts(result.stdout + result.stderr) == {"train": 1, "evaluate": 1, "confusion_plot": 1, "aggregate": 1, "all": 1}
-    result = snakemake(workdir, "-n", "--configfile", str(changed), "--", "results/tiny/order/meanpool/metrics.json")
-    assert job_counts(result.stdout + result.stderr) == {"train": 1, "evaluate": 1}
-
-
-@pytest.mark.slow
 def test_settings_compare_by_value_and_a_missing_weights_file_fails(tiny_run):
     workdir, _, _ = tiny_run
 
@@ -229,15 +210,38 @@ def test_settings_compare_by_value_and_a_missing_weights_file_fails(tiny_run):
 
 
 @pytest.mark.slow
+def test_a_failed_retrain_leaves_no_stale_results_and_the_next_run_redoes_them(tiny_run):
+    """Changes the meanpool run of the shared tiny run: it is re-trained, and that fails."""
+    workdir, _, _ = tiny_run
+    results = workdir / "results" / "tiny"
+    wider = lambda c: c["models"]["meanpool"].update(d_model=16)  # noqa: E731
+    failing = _tiny_with(workdir, "failing.yaml", lambda c: (wider(c), c["runtime"].update(device="cuda:99")))
+    result = snakemake(workdir, "--cores", "1", "--configfile", str(failing))
+    assert result.returncode != 0 and job_counts(result.stdout + result.stderr)["train"] == 1
+    for path in ("order/meanpool/best.pt", "order/meanpool/metrics.json", "order/meanpool/confusion.png", "all.json", "summary.md"):
+        assert not (results / path).exists(), path
+    assert (results / "order" / "vis4mer" / "metrics.json").exists()  # other runs' results stay
+    changed = _tiny_with(workdir, "wider.yaml", wider)
+    result = snakemake(workdir, "-n", "--configfile", str(changed))
+    assert job_counts(result.stdout + result.stderr) == {"train": 1, "evaluate": 1, "confusion_plot": 1, "aggregate": 1, "all": 1}
+    result = snakemake(workdir, "-n", "--configfile", str(changed), "--", "results/tiny/order/meanpool/metrics.json")
+    assert job_counts(result.stdout + result.stderr) == {"train": 1, "evaluate": 1}
+
+
+@pytest.mark.slow
 def test_half_written_shard_is_detected_and_rebuilt(tiny_run):
-    """Runs last: it removes a shard of the shared tiny run."""
+    """Runs last: it rebuilds a shard of the shared tiny run."""
     workdir, config, _ = tiny_run
     shard = workdir / "results" / "tiny" / "features" / "vit_tiny_patch16_224" / "shard_0001.h5"
-    shard.write_bytes(shard.read_bytes()[:4096])  # as if copied mid-write
+    shard.write_bytes(half := shard.read_bytes()[:4096])  # as if copied mid-write
     result = snakemake(workdir, "-n", "--configfile", str(config), "--forcerun", "train")
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "shard_0001.h5 is an incomplete shard" in result.stdout + result.stderr
-    assert not shard.exists()  # removed so that it is rebuilt, never read
-    counts = job_counts(result.stdout + result.stderr)
-    assert counts == {"features": 1, **RUN_RULES, "all": 1}
-    assert "features/vit_tiny_patch16_224/shard_0001.h5" in result.stdout
+    assert "shard_0001.h5 is an incomplete shard (no 'complete' attribute): a run removes and rebuilds it" in result.stdout + result.stderr
+    assert shard.read_bytes() == half  # a dry run changes nothing
+    result = snakemake(workdir, "--cores", "2", "--configfile", str(config), "--until", "features")
+    assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
+    assert "shard_0001.h5 is an incomplete shard (no 'complete' attribute): removed, it will be rebuilt" in result.stdout + result.stderr
+    assert job_counts(result.stdout + result.stderr) == {"features": 1}
+    from vis4mer.shards import is_complete
+
+    assert is_complete(shard)

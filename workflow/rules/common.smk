@@ -152,12 +152,15 @@ def checked_shard(path):
     without the 'complete' attribute at a shard's path was copied or written by
     something else, mid-way; readers would refuse it (vis4mer.shards.open_shard).
     Removing it makes Snakemake rebuild it (and what depends on it) in this run,
-    instead of trusting it by its mtime. Checked once per path per invocation
-    (also in a dry run, which then shows the rebuild).
+    instead of trusting it by its mtime. Checked once per path per invocation; a dry
+    run changes nothing: it only says so.
     """
     if os.path.exists(path) and not is_complete(path):
-        logger.warning(f"{path} is an incomplete shard (no 'complete' attribute): removed, it will be rebuilt")
-        os.remove(path)
+        if workflow.dryrun:
+            logger.warning(f"{path} is an incomplete shard (no 'complete' attribute): a run removes and rebuilds it (a dry run leaves it)")
+        else:
+            logger.warning(f"{path} is an incomplete shard (no 'complete' attribute): removed, it will be rebuilt")
+            os.remove(path)
     return path
 
 
