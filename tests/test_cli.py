@@ -146,6 +146,34 @@ def test_bad_inputs_are_reported_per_file_and_the_rest_predicted(capsys, run, tm
     assert "5 of 7 inputs failed" in err
 
 
+def test_json_path_never_overwrites_an_input_or_a_non_json_file(capsys, tmp_path):
+    """Checked before the model is loaded: --model need not exist for these refusals."""
+    video = tmp_path / "a.mp4"
+    video.write_bytes(b"precious video bytes")
+    notes = tmp_path / "notes.txt"
+    notes.write_text("my notes\n")
+    folder = tmp_path / "clips"
+    folder.mkdir()
+    (folder / "b.mp4").write_bytes(b"another video")
+    cases = [
+        (["--json", str(video), str(video), str(tmp_path / "c.mp4")], "is one of the input videos"),
+        (["--json", str(folder / "b.mp4"), str(folder)], "is one of the input videos"),  # found in a directory given
+        (["--json", str(notes), str(video)], "exists and is not a JSON file"),
+        (["--json", str(folder), str(video)], "is a directory"),
+    ]
+    for argv, message in cases:
+        assert main(["predict", "--no-progress", "--model", str(tmp_path / "none.pt"), *argv]) == 2
+        assert message in capsys.readouterr().err
+    assert video.read_bytes() == b"precious video bytes" and (folder / "b.mp4").read_bytes() == b"another video"
+    assert notes.read_text() == "my notes\n"
+    # an earlier --json result may be replaced: the check passes, and the missing model is the error
+    earlier = tmp_path / "earlier.json"
+    earlier.write_text('{"videos": []}\n')
+    assert main(["predict", "--no-progress", "--model", str(tmp_path / "none.pt"), "--json", str(earlier), str(video)]) == 2
+    err = capsys.readouterr().err
+    assert "--json" not in err and "none.pt" in err
+
+
 def test_an_empty_directory_alone_exits_1(capsys, run, tmp_path):
     status, report, err = _predict_json(capsys, "--model", run.classifier, tmp_path)
     assert status == 1 and report["n_videos"] == 1 and "no video files in directory" in err

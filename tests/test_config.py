@@ -74,6 +74,9 @@ def test_schema_errors_name_the_key(dataset, expected):
          "datasets.x.features.weights is pretrained, but swin_test_patch244_window877 has no released weights"),
         (lambda c: c["datasets"]["x"].update(features={"family": "swin", "backbone": "vit_large_patch16_224"}, frames={"size": 64}),
          "datasets.x.features.backbone 'vit_large_patch16_224' is not a Video Swin backbone"),
+        (lambda c: c["models"]["m"].update(arch="vis4mer", kwargs={"d_stat": 8}),
+         r"models.m.kwargs.d_stat: model 'vis4mer' takes no argument 'd_stat' \(it takes: d_state, mode, backend, ssm_lr, check_finite\)"),
+        (lambda c: c["models"]["m"].update(arch="meanpool", kwargs={"d_model": 8}), "models.m.kwargs.d_model: model 'meanpool' takes no argument"),
     ],
 )
 def test_cross_checks_name_the_key(change, expected):

@@ -151,3 +151,33 @@ def test_random_backbone_is_the_same_network_in_every_job():
     torch.manual_seed(123)
     build_backbone("vit_tiny_patch16_224", img_size=32, seed=7)
     assert torch.equal(torch.random.get_rng_state(), state_after), "the caller's RNG must be left untouched"
+
+
+def test_a_video_with_non_finite_features_is_skipped_and_named(frames_shard, tmp_path, monkeypatch, caplog):
+    """Written as skipped, with the reason, so training and evaluation count it as missing;
+    a shard written without the check names the video and the shard when it is read."""
+    from vis4mer.feature_store import FeatureStore
+
+    encode = FrameEncoder.__call__
+
+    def nan_for_v_b(self, frames):
+        tokens = encode(self, frames)
+        if len(frames) == 5:  # v_b
+            tokens[2, 0, 0] = np.nan
+        return tokens
+
+    monkeypatch.setattr(FrameEncoder, "__call__", nan_for_v_b)
+    out = tmp_path / "features.h5"
+    with caplog.at_level(logging.WARNING, logger="vis4mer"):
+        manifest = extract_features_to_shard(frames_shard, out, BACKBONE, None, batch_size=2, img_size=SIZE)
+    message = "non-finite features: 1 NaN or infinite values in 1 of 5 frames (first: frame 2)"
+    assert manifest["v_b"] == {"status": "skipped", "message": message, "source_video": "/videos/v_b.mp4"}
+    assert f"skipping video v_b: {message}" in caplog.text
+    store = FeatureStore([out])
+    assert store.video_ids == ["v_a"] and store.missing_reason("v_b") == f"skipped: {message}"
+    # an older shard holding the NaN: reading it names the shard, the video and the frames
+    old = tmp_path / "old.h5"
+    with ShardWriter(old, "features") as shard:
+        shard.add("v_c", np.array([[[1.0, np.inf]]], dtype=np.float16), n_frames=1)
+    with pytest.raises(ValueError, match=r"old.h5: videos/v_c, frames 0:None: non-finite features: 1 NaN or infinite"):
+        FeatureStore([old]).read("v_c")

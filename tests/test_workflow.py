@@ -6,6 +6,7 @@ envs/), so results/ and .snakemake/ of the checkout are never touched.
 
 from __future__ import annotations
 
+import copy
 import json
 import shutil
 from pathlib import Path
@@ -183,16 +184,64 @@ def test_frames_are_temporary_unless_kept(tiny_run):
     assert "results/tiny/frames/shard_0000.h5" in temp.stdout + temp.stderr
 
 
+def _tiny_with(workdir: Path, name: str, change) -> Path:
+    config = copy.deepcopy(TINY_CONFIG)
+    change(config)
+    return write_config(workdir / "config" / name, config)
+
+
+@pytest.mark.slow
+def test_settings_compare_by_value_and_a_missing_weights_file_fails(tiny_run):
+    workdir, _, _ = tiny_run
+
+    def reorder(config):
+        config["training"] = dict(reversed(list(config["training"].items())))
+        config["models"]["vis4mer"] = dict(reversed(list(config["models"]["vis4mer"].items())))
+
+    result = snakemake(workdir, "-n", "--configfile", str(_tiny_with(workdir, "reordered.yaml", reorder)))
+    assert result.returncode == 0 and "Nothing to be done" in result.stdout + result.stderr, (result.stdout + result.stderr)[-3000:]
+    weights = _tiny_with(workdir, "weights.yaml", lambda c: c["datasets"]["tiny"]["features"].update(weights="missing/vit.pth"))
+    result = snakemake(workdir, "-n", "--configfile", str(weights))
+    assert result.returncode != 0
+    assert "datasets.tiny.features.weights: the weights file missing/vit.pth does not exist" in result.stdout + result.stderr
+    typo = _tiny_with(workdir, "typo.yaml", lambda c: c["models"]["meanpool"]["kwargs"].update(d_stat=8))
+    result = snakemake(workdir, "-n", "--configfile", str(typo))
+    assert result.returncode != 0 and "models.meanpool.kwargs.d_stat: model 'meanpool' takes no argument 'd_stat'" in result.stdout + result.stderr
+
+
+@pytest.mark.slow
+def test_a_failed_retrain_leaves_no_stale_results_and_the_next_run_redoes_them(tiny_run):
+    """Changes the meanpool run of the shared tiny run: it is re-trained, and that fails."""
+    workdir, _, _ = tiny_run
+    results = workdir / "results" / "tiny"
+    wider = lambda c: c["models"]["meanpool"].update(d_model=16)  # noqa: E731
+    failing = _tiny_with(workdir, "failing.yaml", lambda c: (wider(c), c["runtime"].update(device="cuda:99")))
+    result = snakemake(workdir, "--cores", "1", "--configfile", str(failing))
+    assert result.returncode != 0 and job_counts(result.stdout + result.stderr)["train"] == 1
+    for path in ("order/meanpool/best.pt", "order/meanpool/metrics.json", "order/meanpool/confusion.png", "all.json", "summary.md"):
+        assert not (results / path).exists(), path
+    assert (results / "order" / "vis4mer" / "metrics.json").exists()  # other runs' results stay
+    changed = _tiny_with(workdir, "wider.yaml", wider)
+    result = snakemake(workdir, "-n", "--configfile", str(changed))
+    assert job_counts(result.stdout + result.stderr) == {"train": 1, "evaluate": 1, "confusion_plot": 1, "aggregate": 1, "all": 1}
+    result = snakemake(workdir, "-n", "--configfile", str(changed), "--", "results/tiny/order/meanpool/metrics.json")
+    assert job_counts(result.stdout + result.stderr) == {"train": 1, "evaluate": 1}
+
+
 @pytest.mark.slow
 def test_half_written_shard_is_detected_and_rebuilt(tiny_run):
-    """Runs last: it removes a shard of the shared tiny run."""
+    """Runs last: it rebuilds a shard of the shared tiny run."""
     workdir, config, _ = tiny_run
     shard = workdir / "results" / "tiny" / "features" / "vit_tiny_patch16_224" / "shard_0001.h5"
-    shard.write_bytes(shard.read_bytes()[:4096])  # as if copied mid-write
+    shard.write_bytes(half := shard.read_bytes()[:4096])  # as if copied mid-write
     result = snakemake(workdir, "-n", "--configfile", str(config), "--forcerun", "train")
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "shard_0001.h5 is an incomplete shard" in result.stdout + result.stderr
-    assert not shard.exists()  # removed so that it is rebuilt, never read
-    counts = job_counts(result.stdout + result.stderr)
-    assert counts == {"features": 1, **RUN_RULES, "all": 1}
-    assert "features/vit_tiny_patch16_224/shard_0001.h5" in result.stdout
+    assert "shard_0001.h5 is an incomplete shard (no 'complete' attribute): a run removes and rebuilds it" in result.stdout + result.stderr
+    assert shard.read_bytes() == half  # a dry run changes nothing
+    result = snakemake(workdir, "--cores", "2", "--configfile", str(config), "--until", "features")
+    assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
+    assert "shard_0001.h5 is an incomplete shard (no 'complete' attribute): removed, it will be rebuilt" in result.stdout + result.stderr
+    assert job_counts(result.stdout + result.stderr) == {"features": 1}
+    from vis4mer.shards import is_complete
+
+    assert is_complete(shard)

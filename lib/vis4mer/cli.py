@@ -148,7 +148,8 @@ def _add_predict(commands) -> None:
                          help="a training checkpoint, e.g. results/<dataset>/<task>/<model>/best.pt")
     predict.add_argument("--top-k", "-k", type=_positive_int, default=5, metavar="K",
                          help="classes shown per video (default 5; all of them in the JSON's probabilities)")
-    predict.add_argument("--json", metavar="PATH|-", help="also write machine-readable results to PATH ('-': stdout only JSON)")
+    predict.add_argument("--json", metavar="PATH|-", help="also write machine-readable results to PATH ('-': stdout only JSON); never over an input video "
+                              "or an existing file that is not JSON")
     predict.add_argument("--device", help="torch device (default: cuda when available, else cpu)")
     predict.add_argument("--stride", type=_positive_int, metavar="FRAMES",
                          help="window stride in frames (default: the checkpoint's evaluation stride, or 1)")
@@ -170,6 +171,24 @@ def _error(message: str) -> None:
     print(f"vis4mer: error: {message}", file=sys.stderr, flush=True)
 
 
+def json_target_problem(path: Path, inputs: Sequence[Path]) -> str | None:
+    """Why ``--json PATH`` must not be written, or None: PATH is one of the `inputs` (a video
+    given, or found in a directory given), a directory, or an existing file that is not JSON
+    (the results of an earlier ``--json`` are the only file it may replace)."""
+    if path.is_dir():
+        return f"--json {path} is a directory; name a file"
+    if not path.exists():
+        return None
+    if any(video.exists() and path.samefile(video) for video in inputs):
+        return f"--json {path} is one of the input videos; writing the results there would destroy it"
+    try:
+        with open(path, encoding="utf-8") as handle:
+            json.load(handle)
+    except (OSError, UnicodeDecodeError, ValueError):
+        return f"--json {path} exists and is not a JSON file; it is not overwritten (remove it or choose another path)"
+    return None
+
+
 def run_predict(args: argparse.Namespace) -> int:
     import torch
 
@@ -182,6 +201,11 @@ def run_predict(args: argparse.Namespace) -> int:
     json_to_stdout = args.json == "-"
     out = sys.stderr if json_to_stdout else sys.stdout  # stdout holds only the JSON with --json -
     progress = False if args.no_progress else None  # None: bars only on a terminal (tqdm)
+    inputs = expand_inputs(args.videos)
+    if args.json is not None and not json_to_stdout:
+        if problem := json_target_problem(Path(args.json), [path for _, path, _ in inputs if path is not None]):
+            _error(problem)
+            return EXIT_USAGE
     try:
         predictor = Predictor(
             args.model,
@@ -198,7 +222,6 @@ def run_predict(args: argparse.Namespace) -> int:
         _error(str(error))
         return EXIT_USAGE
     spec = predictor.spec
-    inputs = expand_inputs(args.videos)
     results: list[dict[str, Any]] = []
     from tqdm.auto import tqdm
 

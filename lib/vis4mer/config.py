@@ -17,6 +17,7 @@ import copy
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
 
+from vis4mer.model import model_options
 from vis4mer.sources import source_class
 from vis4mer.swin import BACKBONES
 
@@ -109,6 +110,11 @@ def config_errors(config: Mapping[str, Any]) -> Iterator[str]:
             yield from _download_errors(name, settings["download"])
         if settings["features"]["family"] == "swin":
             yield from _swin_errors(name, settings, kind, dataset_training(config, name))
+    for name, spec in models.items():
+        options = model_options(spec["arch"])
+        for key in spec["kwargs"]:
+            if key not in options:
+                yield f"models.{name}.kwargs.{key}: model {spec['arch']!r} takes no argument {key!r} (it takes: {', '.join(options)})"
 
 
 def _download_errors(name: str, download: Mapping[str, Any]) -> Iterator[str]:
@@ -167,6 +173,17 @@ def dataset_training(config: Mapping[str, Any], dataset: str) -> dict[str, Any]:
 def dataset_evaluation(config: Mapping[str, Any], dataset: str) -> dict[str, Any]:
     """The top-level 'evaluation' with the dataset's overrides."""
     return {**config["evaluation"], **config["datasets"][dataset]["evaluation"]}
+
+
+def by_value(value: Any) -> Any:
+    """`value` with the keys of every mapping in it sorted (lists keep their order): Snakemake
+    compares a rule's params by their repr, so settings that differ only in the order of
+    their keys must be passed in one order, or re-ordering a config would re-run jobs."""
+    if isinstance(value, Mapping):
+        return {key: by_value(value[key]) for key in sorted(value)}
+    if isinstance(value, (list, tuple)):
+        return [by_value(item) for item in value]
+    return value
 
 
 def model_settings(config: Mapping[str, Any], run: str) -> dict[str, Any]:

@@ -11,7 +11,7 @@ from typing import Any, Iterable, Sequence
 import h5py
 import numpy as np
 
-from vis4mer.shards import VIDEOS_GROUP, open_shard
+from vis4mer.shards import VIDEOS_GROUP, nonfinite_problem, open_shard
 from vis4mer.sources.splits import SplitRow
 
 TOKEN_MODES = ("all", "cls")  # every token of a frame, or only the class token (token 0)
@@ -123,8 +123,13 @@ class FeatureStore:
         dataset = self._handle(entry.shard)[VIDEOS_GROUP][video_id]
         if tokens not in TOKEN_MODES:
             raise ValueError(f"tokens must be one of {TOKEN_MODES}, got {tokens!r}")
-        array = dataset[start:stop, :1] if tokens == "cls" else dataset[start:stop]
-        return np.asarray(array, dtype=np.float32)
+        array = np.asarray(dataset[start:stop, :1] if tokens == "cls" else dataset[start:stop], dtype=np.float32)
+        if problem := nonfinite_problem(array):  # a shard written before the features stage checked
+            raise ValueError(
+                f"{self.paths[entry.shard]}: videos/{video_id}, frames {start}:{stop}: {problem}; "
+                f"re-extract the shard (delete it and re-run) or drop the video from the split files"
+            )
+        return array
 
     def close(self) -> None:
         for handle in self._handles.values():

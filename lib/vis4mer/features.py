@@ -27,7 +27,7 @@ from tqdm import tqdm
 from vis4mer._logging import logger
 from vis4mer.compat import import_timm
 from vis4mer.devices import resolve_device
-from vis4mer.shards import VIDEOS_GROUP, ShardWriter, open_shard, read_manifest
+from vis4mer.shards import VIDEOS_GROUP, ShardWriter, nonfinite_problem, open_shard, read_manifest
 from vis4mer.weights import PRETRAINED, ResolvedWeights, as_weights, file_sha256, random_identity
 
 
@@ -196,6 +196,10 @@ def extract_features_to_shard(
                 continue
             frames = frames_file[VIDEOS_GROUP][video_id]
             tokens = encoder(frames[()])  # [T, tokens, dim] float16
+            if problem := nonfinite_problem(tokens):
+                logger.warning("skipping video %s: %s", video_id, problem)
+                shard.skip(video_id, problem, source_video=frames.attrs["source_video"])
+                continue
             shard.add(
                 video_id,
                 tokens,

@@ -16,6 +16,7 @@ built for l_max_i = ceil(l_max / 2^i).
 
 from __future__ import annotations
 
+import inspect
 import math
 
 import torch
@@ -201,6 +202,15 @@ MODELS: dict[str, type[nn.Module]] = {
     "transformer": TransformerBaseline,
     "meanpool": MeanPoolBaseline,
 }
+
+
+SHARED_ARGUMENTS = ("d_input", "l_max", "d_output", "d_model", "n_layers", "dropout")  # build_model's own
+
+
+def model_options(name: str) -> tuple[str, ...]:
+    """The keyword arguments model `name` takes beyond SHARED_ARGUMENTS (config models.<m>.kwargs)."""
+    parameters = inspect.signature(MODELS[name]).parameters
+    return tuple(key for key in parameters if key not in SHARED_ARGUMENTS)
 
 
 def build_model(name: str, d_input: int, l_max: int, d_output: int, d_model: int, n_layers: int, dropout: float = 0.0, **kwargs) -> nn.Module:

@@ -104,6 +104,19 @@ class ShardPlan:
         return chunks[index]
 
 
+def nonfinite_problem(array: np.ndarray) -> str | None:
+    """Why features `array` ([frames, ...]) must not be used, or None: it holds NaN or
+    infinite values (one would stop every training and evaluation that reads it)."""
+    finite = np.isfinite(array)
+    if finite.all():
+        return None
+    bad_frames = np.flatnonzero(~finite.reshape(len(array), -1).all(axis=1))
+    return (
+        f"non-finite features: {finite.size - int(finite.sum())} NaN or infinite values "
+        f"in {len(bad_frames)} of {len(array)} frames (first: frame {int(bad_frames[0])})"
+    )
+
+
 def _check_video_id(video_id: str) -> None:
     if not video_id or "/" in video_id or video_id in {".", ".."}:
         raise ValueError(f"video id {video_id!r} cannot name an HDF5 dataset")

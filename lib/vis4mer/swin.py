@@ -45,7 +45,7 @@ from vis4mer._logging import logger
 from vis4mer.devices import resolve_device
 from vis4mer.features import seeded_init
 from vis4mer.frames import VideoError, VideoReader, import_decoder, video_file_problem
-from vis4mer.shards import ShardWriter
+from vis4mer.shards import ShardWriter, nonfinite_problem
 from vis4mer.weights import ResolvedWeights, as_weights, file_sha256
 
 SEGMENT_FRAMES = 32
@@ -465,6 +465,8 @@ def extract_swin_features_to_shard(
                     tokens = _encode_video(encoder, video, size, per_video[video_id], batch_size, time_range)  # [S, tokens, C]
                 except VideoError as error:
                     reason = str(error)
+                else:
+                    reason = nonfinite_problem(tokens)
             if reason is not None:
                 logger.warning("skipping video %s: %s", video_id, reason)
                 shard.skip(video_id, reason, source_video=str(path), **range_attrs)

@@ -38,6 +38,7 @@ except ImportError:  # snakemake runs from an environment without the package: u
 from vis4mer.config import (
     SEED_PREFIX,
     ConfigError,
+    by_value,
     check_config,
     dataset_evaluation,
     dataset_training,
@@ -154,12 +155,15 @@ def checked_shard(path):
     without the 'complete' attribute at a shard's path was copied or written by
     something else, mid-way; readers would refuse it (vis4mer.shards.open_shard).
     Removing it makes Snakemake rebuild it (and what depends on it) in this run,
-    instead of trusting it by its mtime. Checked once per path per invocation
-    (also in a dry run, which then shows the rebuild).
+    instead of trusting it by its mtime. Checked once per path per invocation; a dry
+    run changes nothing: it only says so.
     """
     if os.path.exists(path) and not is_complete(path):
-        logger.warning(f"{path} is an incomplete shard (no 'complete' attribute): removed, it will be rebuilt")
-        os.remove(path)
+        if workflow.dryrun:
+            logger.warning(f"{path} is an incomplete shard (no 'complete' attribute): a run removes and rebuilds it (a dry run leaves it)")
+        else:
+            logger.warning(f"{path} is an incomplete shard (no 'complete' attribute): removed, it will be rebuilt")
+            os.remove(path)
     return path
 
 
@@ -185,16 +189,17 @@ def task_config(dataset, task):
 
 def model_config(model):
     """The model section of the config with its defaults, as train.py's ModelSpec
-    (`model` may be a {model} wildcard name/seed_<n>)."""
-    return model_settings(config, model)
+    (`model` may be a {model} wildcard name/seed_<n>), keys in one order (by_value)."""
+    return by_value(model_settings(config, model))
 
 
 def training_config(wildcards):
     """Result-affecting training settings (params: changing one re-trains): the top-level
-    'training' with the dataset's overrides, and the run's seed."""
+    'training' with the dataset's overrides, and the run's seed; compared by value (by_value:
+    re-ordering the keys re-trains nothing)."""
     training = {key: value for key, value in dataset_training(config, wildcards.dataset).items() if key not in LAUNCH_SETTINGS}
     seed = parse_run(wildcards.model)[1]
-    return {**training, "seed": config["seed"] if seed is None else seed}
+    return by_value({**training, "seed": config["seed"] if seed is None else seed})
 
 
 def evaluation_config(dataset):
@@ -203,6 +208,15 @@ def evaluation_config(dataset):
 
 def run_splits(wildcards):
     return {split: source(wildcards.dataset).split_file(wildcards.task, split) for split in SPLITS}
+
+
+def model_results(wildcards):
+    """The files that describe the model of a train job: its run's metrics.json and
+    confusion.png, and the dataset's all.json and summary.md. The job removes them when it
+    starts, so a re-train that fails leaves none describing a model that is gone, and the
+    next run rebuilds them (Snakemake alone would keep them "up to date")."""
+    run = f"{RESULTS}/{wildcards.dataset}/{wildcards.task}/{wildcards.model}"
+    return [f"{run}/metrics.json", f"{run}/confusion.png", f"{RESULTS}/{wildcards.dataset}/all.json", f"{RESULTS}/{wildcards.dataset}/summary.md"]
 
 
 def run_files(dataset, name):
@@ -323,6 +337,11 @@ def fetch_weights_params(wildcards):
         "sha256": ds["features"]["weights_sha256"],
     }
 
+# Checked for every dataset now: raised later, from the input function of a features job
+# whose shard exists, Snakemake would drop the error and keep the shard.
+for _dataset in config["datasets"]:
+    weights_input(_dataset)
+
 
 def features_input(wildcards):
     check_backbone(wildcards)
@@ -390,4 +409,10 @@ def aggregate_info(wildcards):
 
 
 def all_targets():
-    return [f"{RESULTS}/{dataset}/{name}" for dataset in config["targets"] for name in ("all.json", "summary.md")]
+    """all.json and summary.md of every target dataset, and the best.pt of each of its runs:
+    Snakemake re-runs a job whose output is missing only when a target needs it, and results
+    must never describe a model that is not there (a train job that failed removed it)."""
+    return [
+        *(f"{RESULTS}/{dataset}/{name}" for dataset in config["targets"] for name in ("all.json", "summary.md")),
+        *(path for dataset in config["targets"] for path in run_files(dataset, "best.pt")),
+    ]

@@ -19,6 +19,9 @@ rule train:
         task=lambda wildcards: task_config(wildcards.dataset, wildcards.task),
         model=lambda wildcards: model_config(wildcards.model),
         training=lambda wildcards: training_config(wildcards),
+        # a function of `output` too: derived from the layout, not a setting, so Snakemake
+        # does not record it among the params whose change re-runs the job
+        replaces=lambda wildcards, output: model_results(wildcards),
     log:
         "logs/{dataset}/{task}/{model}/train.log",
     benchmark:

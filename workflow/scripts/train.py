@@ -21,7 +21,18 @@ snakemake = snakemake  # noqa: F821 (injected by Snakemake)
 logger = start(snakemake, "train")
 
 
+def remove_replaced_results(paths) -> None:
+    """The results of the model this job replaces (metrics, all.json, ...) go first: if the
+    job fails, none is left describing a model that no longer exists."""
+    removed = [path for path in map(Path, paths) if path.exists()]
+    for path in removed:
+        path.unlink()
+    if removed:
+        logger.info("removed the results of the model this job replaces: %s", ", ".join(map(str, removed)))
+
+
 def main():
+    remove_replaced_results(snakemake.params.replaces)
     from vis4mer.checkpoint import inference_metadata
     from vis4mer.config import dataset_evaluation
     from vis4mer.labels import read_task_rows
