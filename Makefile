@@ -13,8 +13,10 @@ setup:
 test: setup
 	$(PY) -m pytest -q --timeout=$(PYTEST_TIMEOUT)
 
+# the run, then its report (results, curves, confusion matrices, what was run) in one HTML file
 demo: setup
 	$(SNAKEMAKE) --cores 2 --configfile=config/demo.yaml results/demo/all.json
+	$(SNAKEMAKE) --configfile=config/demo.yaml --report results/demo/report.html -- results/demo/all.json
 
 bench: setup
 	$(PY) bench/run_cpu.py

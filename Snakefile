@@ -13,6 +13,11 @@ min_version("9.0")
 configfile: "config/config.yaml"
 
 
+# snakemake --report report.html -- results/<dataset>/all.json: the results of the targets
+# (marked with report() in the rules) and this description of what was run.
+report: "workflow/report/workflow.rst"
+
+
 include: "workflow/rules/common.smk"
 
 

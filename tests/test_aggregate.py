@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import base64
 import json
+from html.parser import HTMLParser
 
+import matplotlib.image
 import pytest
 
 from vis4mer.aggregate import collect, summary_markdown, write_aggregate
@@ -102,3 +105,67 @@ def test_seeds_paper_numbers_and_download_coverage(tmp_path):
     assert "| like_ratio | vis4mer | mse | 0.32 ± 0.028 (2 seeds) | 9/10 | 0.26 |" in lines
     assert "1 of 2 videos available (50.0%), 1 download shards." in lines
     assert "Unavailable: b" in lines
+
+
+class _Tables(HTMLParser):
+    """The cells of every <table> of a page, row by row (nested tables flattened into their own)."""
+
+    def __init__(self):
+        super().__init__()
+        self.tables, self._open, self.images = [], [], []
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "table":
+            self._open.append([])
+            self.tables.append(self._open[-1])
+        elif tag == "tr" and self._open:
+            self._open[-1].append([])
+        elif tag in ("td", "th") and self._open:
+            self._open[-1][-1].append("")
+        elif tag == "img":
+            self.images.append(dict(attrs)["src"])
+
+    def handle_endtag(self, tag):
+        if tag == "table":
+            self._open.pop()
+
+    def handle_data(self, data):
+        if self._open and self._open[-1] and self._open[-1][-1]:
+            self._open[-1][-1][-1] += data
+
+
+def test_results_page_has_the_table_with_differences_the_figure_and_the_run_record(tmp_path):
+    paths = []
+    for task, metric, values in (("genre", "accuracy", (0.5, 0.7)), ("like_ratio", "mse", (0.30, 0.34)), ("year", "accuracy", (0.4,))):
+        for seed, value in enumerate(values):
+            path = tmp_path / task / f"seed_{seed}.json"
+            path.parent.mkdir(exist_ok=True)
+            path.write_text(json.dumps(metrics(task, f"vis4mer/seed_{seed}", value, metric=metric, n_evaluated=9, n_missing=1)))
+            paths.append(path)
+    info = {
+        "source": "lvu", "seeds": [0, 1],
+        "paper": {"genre": {"value": 54.71, "metric": "accuracy", "unit": "%", "source": "ViS4mer, Table 1"},
+                  "like_ratio": {"value": 0.26, "metric": "mse", "unit": "MSE", "source": "ViS4mer, Table 1"}},
+        "features": {"backbone": "vit_large_patch16_224", "weights": {"sha256": "ab12" * 16}},  # recorded by others: shown as given
+    }
+    collected = write_aggregate("toy", paths, tmp_path / "all.json", tmp_path / "summary.md", info,
+                                summary_png=tmp_path / "summary.png", results_page=tmp_path / "results.html")
+    assert collected["n_runs"] == 5
+    assert matplotlib.image.imread(tmp_path / "summary.png").shape[1] > 400
+    assert "![toy: ours next to the paper per task](summary.png)" in (tmp_path / "summary.md").read_text().splitlines()
+
+    page = _Tables()
+    page.feed((tmp_path / "results.html").read_text())
+    results = page.tables[0]
+    assert results[0] == ["task", "model", "metric", "ours", "evaluated/total", "paper", "difference"]
+    assert results[1:] == [
+        ["genre", "vis4mer", "accuracy", "60.0 ± 14.1% (2 seeds)", "9/10", "54.71%", "+5.29 pp"],
+        ["like_ratio", "vis4mer", "mse", "0.32 ± 0.028 (2 seeds)", "9/10", "0.26", "+0.06"],
+        ["year", "vis4mer", "accuracy", "40.0%", "9/10", "—", "—"],
+    ]
+    assert len(page.images) == 1 and page.images[0].startswith("data:image/png;base64,")
+    assert base64.b64decode(page.images[0].split(",", 1)[1]) == (tmp_path / "summary.png").read_bytes()
+    record = dict(page.tables[1])  # the run record: all.json beside the results, nested objects as their own tables
+    assert record["source"] == "lvu" and record["seeds"] == "0, 1" and set(record) == {"source", "seeds", "paper", "features"}
+    nested = {key: value for table in page.tables[2:] for key, value in table}
+    assert nested["backbone"] == "vit_large_patch16_224" and nested["sha256"] == "ab12" * 16

@@ -6,8 +6,10 @@ envs/), so results/ and .snakemake/ of the checkout are never touched.
 
 from __future__ import annotations
 
+import base64
 import copy
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -163,6 +165,53 @@ def test_second_run_has_nothing_to_do(tiny_run):
     assert result.returncode == 0
     assert "Nothing to be done" in result.stdout + result.stderr
     assert job_counts(result.stdout + result.stderr) == {}
+
+
+def report_variables(html: str) -> dict:
+    """The JSON variables a Snakemake HTML report's page script reads (results, categories, workflow_desc)."""
+    return {
+        name: json.loads(value)
+        for name, value in re.findall(r"<script id=\"[\w-]+\">\s*var (\w+) = (.*?);\s*</script>", html, re.S)
+        if name in ("results", "categories", "workflow_desc")
+    }
+
+
+def data_uri_bytes(uri: str) -> bytes:
+    header, data = uri.split(",", 1)
+    assert header.endswith(";base64"), header
+    return base64.b64decode(data)
+
+
+@pytest.mark.slow
+def test_report_holds_the_results_table_the_figures_and_what_was_run(tiny_run):
+    workdir, config, _ = tiny_run
+    result = snakemake(workdir, "--configfile", str(config), "--report", "report.html", "--", "results/tiny/all.json")
+    assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
+    report = report_variables((workdir / "report.html").read_text())
+    run = "results/tiny/order/{}/{}"
+    models = ("vis4mer", "meanpool", "transformer")
+    assert {category: {sub: sorted(paths) for sub, paths in subs.items()} for category, subs in report["categories"].items()} == {"tiny": {
+        "Results": ["results/tiny/all.json", "results/tiny/results.html", "results/tiny/summary.png"],
+        "Training curves": sorted(run.format(model, "train_curve.png") for model in models),
+        "Confusion matrices": sorted(run.format(model, "confusion.png") for model in models),
+    }}
+    results = report["results"]
+    for model in models:
+        for name in ("train_curve.png", "confusion.png"):
+            entry = results[run.format(model, name)]
+            assert entry["labels"] == {"task": "order", "model": model, "seed": "0"}
+            assert entry["mime_type"] == "image/png" and data_uri_bytes(entry["data_uri"]).startswith(b"\x89PNG")
+    caption = re.sub(r"<[^>]+>", "", results[run.format("vis4mer", "train_curve.png")]["caption"])
+    assert "d_model: 8" in caption and "epochs: 1" in caption and "seed: 0" in caption  # the run's recipe
+    figure = results["results/tiny/summary.png"]
+    assert data_uri_bytes(figure["data_uri"]) == (workdir / "results" / "tiny" / "summary.png").read_bytes()
+    page = data_uri_bytes(results["results/tiny/results.html"]["data_uri"]).decode()
+    for model in models:  # the table: one row per task x model, evaluated/total, paper and difference columns
+        assert re.search(rf"<td>order</td><td>{model}</td><td>accuracy</td><td class=number>\d+\.\d%</td><td class=number>2/2</td>", page)
+    assert "<th>paper</th><th>difference</th>" in page and page.count("data:image/png;base64,") == 1  # the figure
+    assert "<td>source</td><td>demo</td>" in page  # the run record
+    description = report["workflow_desc"]
+    assert "Dataset tiny" in description and "vit_tiny_patch16_224" in description and "window_frames" in description
 
 
 @pytest.mark.slow

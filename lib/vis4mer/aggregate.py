@@ -12,11 +12,17 @@ A table row holds the metric, its value per seed, the mean and the sample standa
 over seeds (None with one seed), the evaluated/total test videos, and the paper's number for
 the task when there is one, with ``delta`` = ours - paper in the paper's unit (accuracy in
 percent). summary.md shows the same as Markdown; its table has a ``paper`` column only when
-some task has a paper number.
+some task has a paper number. results.html (:func:`results_html`, the page the Snakemake
+report shows) holds the table with the paper's number and the difference, the summary
+figure (vis4mer.plotting.plot_summary: ours next to the paper) and the run record: every
+key of all.json beside the results (source, seeds, paper, notes, downloads, and whatever
+else the workflow records), shown as it is.
 """
 
 from __future__ import annotations
 
+import base64
+import html
 import json
 import math
 import statistics
@@ -147,8 +153,9 @@ def _downloads_markdown(downloads: Mapping[str, Any]) -> list[str]:
     return lines
 
 
-def summary_markdown(collected: dict[str, Any]) -> str:
-    """A Markdown table (task, model, metric, value, evaluated/total[, paper]) and notes."""
+def summary_markdown(collected: dict[str, Any], figure: str | None = None) -> str:
+    """A Markdown table (task, model, metric, value, evaluated/total[, paper]) and notes;
+    `figure`: the summary figure's path relative to the file, shown under the table."""
     rows = collected.get("table") or table_rows(collected["results"], collected.get("paper"))
     with_paper = any(row["paper"] for row in rows)
     header = "| task | model | metric | value | evaluated/total |" + (" paper |" if with_paper else "")
@@ -166,6 +173,8 @@ def summary_markdown(collected: dict[str, Any]) -> str:
     if with_paper:
         sources = sorted({row["paper"]["source"] for row in rows if row["paper"] and row["paper"].get("source")})
         lines += ["", f"paper: {'; '.join(sources)}; accuracy in %, MSE in the paper's target units."]
+    if figure:
+        lines += ["", f"![{collected['dataset']}: ours next to the paper per task]({figure})"]
     if notes:
         lines += ["", "Not evaluated:", "", *notes]
     validation = (collected.get("notes") or {}).get("validation")
@@ -178,6 +187,116 @@ def summary_markdown(collected: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _format_delta(row: Mapping[str, Any]) -> str:
+    """ours - paper in the paper's unit: percentage points for accuracy."""
+    if row["delta"] is None:
+        return "—"
+    return f"{row['delta']:+.2f} pp" if row["metric"] == "accuracy" else f"{row['delta']:+.2f}"
+
+
+RESULTS_KEYS = ("dataset", "n_runs", "results", "table")  # all.json keys that are not the run record
+_LIST_SHOWN = 20  # items of a long list shown in results.html (all of them are in all.json)
+
+_PAGE_STYLE = """
+body { font-family: system-ui, sans-serif; margin: 1.5em; color: #1e293b; }
+table { border-collapse: collapse; margin: 0.5em 0 1.5em; }
+th, td { border: 1px solid #cbd5e1; padding: 0.3em 0.7em; text-align: left; vertical-align: top; }
+th { background: #f1f5f9; }
+td.number { text-align: right; font-variant-numeric: tabular-nums; }
+table.record td:first-child { font-weight: 600; white-space: nowrap; }
+table.record table { margin: 0; }
+p.note { color: #475569; }
+img { max-width: 100%; }
+"""
+
+
+def _html_value(value: Any) -> str:
+    """A JSON value as HTML: objects as two-column tables, long lists cut (all.json has them all)."""
+    if isinstance(value, Mapping):
+        if not value:
+            return "—"
+        rows = "".join(f"<tr><td>{html.escape(str(k))}</td><td>{_html_value(v)}</td></tr>" for k, v in value.items())
+        return f'<table class="record">{rows}</table>'
+    if isinstance(value, (list, tuple)):
+        if not value:
+            return "none"
+        shown = value[:_LIST_SHOWN]
+        more = f" … ({len(value)} in all.json)" if len(value) > _LIST_SHOWN else ""
+        if all(not isinstance(item, (Mapping, list, tuple)) for item in shown):
+            return html.escape(", ".join(str(item) for item in shown)) + more
+        return "".join(f"<div>{_html_value(item)}</div>" for item in shown) + more
+    if value is None:
+        return "—"
+    return html.escape(str(value))
+
+
+def _downloads_html(downloads: Mapping[str, Any]) -> str:
+    counts = "".join(
+        f"<tr><td>{html.escape(status)}</td><td class=number>{n}</td>"
+        f"<td class=number>{100 * downloads['fractions'][status]:.1f}%</td></tr>"
+        for status, n in downloads["counts"].items()
+    )
+    parts = [
+        f"<p>{downloads['available']} of {downloads['total']} videos available "
+        f"({100 * downloads['available_fraction']:.1f}%), {downloads['shards']} download shards.</p>",
+        f"<table><tr><th>status</th><th>videos</th><th>share</th></tr>{counts}</table>",
+    ]
+    for status in ("unavailable", "failed"):
+        if ids := downloads.get(f"{status}_ids"):
+            parts.append(f"<p>{status.capitalize()}: {_html_value(ids)}</p>")
+    return "".join(parts)
+
+
+def results_html(collected: Mapping[str, Any], figure_png: Path | str | None = None) -> str:
+    """A self-contained HTML page: the table (one row per task x model: ours as mean ± std
+    over seeds, evaluated/total, the paper's number, the difference), the summary figure
+    (embedded) and the run record (all.json's keys beside the results, shown as they are)."""
+    dataset = html.escape(collected["dataset"])
+    rows = collected.get("table") or table_rows(collected["results"], collected.get("paper"))
+    header = "".join(f"<th>{name}</th>" for name in ("task", "model", "metric", "ours", "evaluated/total", "paper", "difference"))
+    body = "".join(
+        "<tr>"
+        f"<td>{html.escape(row['task'])}</td><td>{html.escape(row['model'])}</td><td>{html.escape(row['metric'])}</td>"
+        f"<td class=number>{html.escape(_format_row_value(row))}</td><td class=number>{_evaluated(row)}</td>"
+        f"<td class=number>{html.escape(_format_paper(row['paper']))}</td><td class=number>{_format_delta(row)}</td>"
+        "</tr>"
+        for row in rows
+    )
+    parts = [
+        f"<!doctype html><html><head><meta charset=utf-8><title>Results: {dataset}</title>"
+        f"<style>{_PAGE_STYLE}</style></head><body>",
+        f"<h1>Results: {dataset}</h1>",
+        f"<table class=results><tr>{header}</tr>{body}</table>",
+        '<p class="note">ours: test metric of the best checkpoint; over several seeds, mean ± sample standard '
+        "deviation. difference: ours − paper, in the paper's unit (accuracy: percentage points; MSE: lower is "
+        "better). evaluated/total: test videos with features / test videos.</p>",
+    ]
+    sources = sorted({row["paper"]["source"] for row in rows if row["paper"] and row["paper"].get("source")})
+    if sources:
+        parts.append(f'<p class="note">paper: {html.escape("; ".join(sources))}</p>')
+    missing = [row for row in rows if row["n_missing"]]
+    if missing:
+        items = "".join(
+            f"<li>{html.escape(row['task'])}/{html.escape(row['model'])}: {row['n_missing']} test videos without "
+            f"features ({_html_value(row['missing_ids'])})</li>"
+            for row in missing
+        )
+        parts.append(f"<h2>Not evaluated</h2><ul>{items}</ul>")
+    if figure_png is not None:
+        data = base64.b64encode(Path(figure_png).read_bytes()).decode("ascii")
+        parts.append(f'<h2>Ours next to the paper</h2><img alt="summary figure" src="data:image/png;base64,{data}">')
+    record = {key: value for key, value in collected.items() if key not in RESULTS_KEYS}
+    if record:
+        cells = "".join(
+            f"<tr><td>{html.escape(key)}</td><td>"
+            f"{_downloads_html(value) if key == 'downloads' else _html_value(value)}</td></tr>"
+            for key, value in record.items()
+        )
+        parts.append(f'<h2>Run record (all.json)</h2><table class="record">{cells}</table>')
+    parts.append("</body></html>")
+    return "\n".join(parts) + "\n"
+
+
 def write_aggregate(
     dataset: str,
     metrics_paths: Sequence[Path | str],
@@ -185,9 +304,14 @@ def write_aggregate(
     summary_md,
     info: Mapping[str, Any] | None = None,
     download_manifests: Sequence[Path | str] = (),
+    *,
+    summary_png=None,
+    results_page=None,
 ) -> dict[str, Any]:
-    """Write all.json and summary.md; `info` (source, seeds, paper, notes, ...) is stored as
-    given, `download_manifests` are summarised with vis4mer.download.coverage."""
+    """Write all.json and summary.md, and when given the summary figure `summary_png`
+    (shown in summary.md, which must sit in the same folder) and the HTML page `results_page`
+    (:func:`results_html`); `info` (source, seeds, paper, notes, ...) is stored as given,
+    `download_manifests` are summarised with vis4mer.download.coverage."""
     collected = collect(dataset, metrics_paths)
     info = dict(info or {})
     collected["table"] = table_rows(collected["results"], info.get("paper"))
@@ -197,5 +321,11 @@ def write_aggregate(
 
         collected["downloads"] = coverage(download_manifests)
     atomic.write_json(all_json, collected)
-    atomic.write_text(summary_md, summary_markdown(collected))
+    if summary_png is not None:
+        from vis4mer.plotting import plot_summary
+
+        plot_summary(collected["table"], summary_png, title=dataset)
+    atomic.write_text(summary_md, summary_markdown(collected, figure=Path(summary_png).name if summary_png else None))
+    if results_page is not None:
+        atomic.write_text(results_page, results_html(collected, summary_png))
     return collected

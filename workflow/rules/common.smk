@@ -13,7 +13,7 @@
 #   results/<dataset>/features/<backbone>/shard_<i>.h5
 #   results/<dataset>/<task>/<model>/{best.pt,last.pt,train_log.csv,train_curve.png,metrics.json,confusion.png}
 #   results/<dataset>/<task>/<model>/seed_<n>/...                  the same per seed, with datasets.<name>.seeds
-#   results/<dataset>/{all.json,summary.md}
+#   results/<dataset>/{all.json,summary.md,summary.png,results.html}
 #   logs/<dataset>/..., benchmarks/<dataset>/...
 #
 # Shards: the video ids of a dataset (from its source, read once when the DAG is built) are
@@ -193,13 +193,24 @@ def model_config(model):
     return by_value(model_settings(config, model))
 
 
+def run_seed(wildcards):
+    """The seed of the {model} run: its seed_<n>, or the config's seed."""
+    seed = parse_run(wildcards.model)[1]
+    return config["seed"] if seed is None else seed
+
+
 def training_config(wildcards):
     """Result-affecting training settings (params: changing one re-trains): the top-level
     'training' with the dataset's overrides, and the run's seed; compared by value (by_value:
     re-ordering the keys re-trains nothing)."""
     training = {key: value for key, value in dataset_training(config, wildcards.dataset).items() if key not in LAUNCH_SETTINGS}
-    seed = parse_run(wildcards.model)[1]
-    return by_value({**training, "seed": config["seed"] if seed is None else seed})
+    return by_value({**training, "seed": run_seed(wildcards)})
+
+
+def run_report_labels(wildcards):
+    """Labels of a run's figures in the Snakemake report (its category is the dataset).
+    Strings, as the report sorts and shows them as text."""
+    return {"task": wildcards.task, "model": parse_run(wildcards.model)[0], "seed": str(run_seed(wildcards))}
 
 
 def evaluation_config(dataset):

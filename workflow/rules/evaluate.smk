@@ -32,7 +32,13 @@ rule confusion_plot:
     input:
         metrics="results/{dataset}/{task}/{model}/metrics.json",
     output:
-        "results/{dataset}/{task}/{model}/confusion.png",
+        report(
+            "results/{dataset}/{task}/{model}/confusion.png",
+            caption="../report/confusion.rst",
+            category="{dataset}",
+            subcategory="Confusion matrices",
+            labels=run_report_labels,
+        ),
     params:
         run="{dataset}/{task}/{model}",
     log:

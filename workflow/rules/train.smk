@@ -13,7 +13,13 @@ rule train:
         best="results/{dataset}/{task}/{model}/best.pt",
         last="results/{dataset}/{task}/{model}/last.pt",
         log="results/{dataset}/{task}/{model}/train_log.csv",
-        curve="results/{dataset}/{task}/{model}/train_curve.png",
+        curve=report(
+            "results/{dataset}/{task}/{model}/train_curve.png",
+            caption="../report/train_curve.rst",
+            category="{dataset}",
+            subcategory="Training curves",
+            labels=run_report_labels,
+        ),
     params:
         run="{dataset}/{task}/{model}",
         task=lambda wildcards: task_config(wildcards.dataset, wildcards.task),

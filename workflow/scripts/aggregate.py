@@ -1,4 +1,4 @@
-"""Rule aggregate: all.json and summary.md of a dataset (vis4mer.aggregate)."""
+"""Rule aggregate: all.json, summary.md, summary.png and results.html of a dataset (vis4mer.aggregate)."""
 
 from _common import run_logged, start
 
@@ -17,6 +17,8 @@ def main():
         snakemake.output.summary,
         info=snakemake.params.info,
         download_manifests=downloads,
+        summary_png=snakemake.output.figure,
+        results_page=snakemake.output.page,
     )
     logger.info("collected %d runs", collected["n_runs"])
     if "downloads" in collected:
