@@ -26,7 +26,7 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 PRESETS = {
     "lvu": dict(batch=16, d_input=1024, d_model=1024, n_layers=3, lengths=[11820], warmup=2, repeats=5, rounds=1),
-    "cpu": dict(batch=2, d_input=128, d_model=128, n_layers=3, lengths=[1024, 4096], warmup=1, repeats=3, rounds=3),
+    "cpu": dict(batch=2, d_input=128, d_model=128, n_layers=3, lengths=[1024, 4096], warmup=1, repeats=3, rounds=5),
     "tiny": dict(batch=1, d_input=16, d_model=16, n_layers=2, lengths=[64], warmup=0, repeats=1, rounds=1),
 }
 

@@ -175,7 +175,7 @@ def time_repeated(fn, device: torch.device, warmup: int, repeats: int, allocated
     allocated: also report allocated_extra_mib, what torch itself allocates above what it held
     before (CUDA: peak_extra_mib itself; CPU: cpu_allocated_peak_mib, two more calls after the
     timed ones). On CPU peak RSS also holds what malloc keeps after frees: at the CPU preset's
-    L=4096 it varied by ±10 MiB between identical runs, while this figure does not vary.
+    L=4096 it varied by 10-20 MiB between identical runs, while this figure does not vary.
     """
     device = torch.device(device)
     synchronize(device)
@@ -298,6 +298,9 @@ def train_step_case(
     from vis4mer import build_model, build_optimizer
     from vis4mer.kernels import select_cauchy_backend
 
+    if attention not in ATTENTION_BACKENDS:
+        raise ValueError(f"unknown attention backend {attention!r}; choose one of {', '.join(ATTENTION_BACKENDS)}")
+
     torch.manual_seed(0)
     dev = torch.device(device)
     batch, length = size["batch"], size["length"]
@@ -307,8 +310,6 @@ def train_step_case(
     x = torch.randn(batch, length, size["d_input"], device=dev)
     target = torch.randint(0, 10, (batch,), device=dev)
 
-    if attention not in ATTENTION_BACKENDS:
-        raise ValueError(f"unknown attention backend {attention!r}; choose one of {', '.join(ATTENTION_BACKENDS)}")
     attention_context = (lambda: sdpa_kernel([SDPBackend.MATH])) if attention == "math" else contextlib.nullcontext
 
     def step():

@@ -1,6 +1,6 @@
 """`make bench`: every benchmark at its CPU preset, one thread per case (see common.parse_args),
 results in bench/results/*_cpu_cpu.{json,png}, then the headline table (bench/summary.py).
-About 10 minutes on 2 cores."""
+About 20 minutes on 2 cores shared with other jobs."""
 
 import subprocess
 import sys

@@ -184,12 +184,12 @@ def test_fft_conv_passes_gradcheck():
     assert torch.autograd.gradcheck(lambda *args: fft_conv(*args, chunk_elements=12), (u, k, skip))
 
 
-def test_fft_conv_gradient_of_u_alone():
-    u, k, skip = _conv_inputs(2, 3, 20)
-    k, skip = k.detach(), skip.detach()
+@pytest.mark.parametrize("alone", [0, 1, 2], ids=["u", "k", "D"])
+def test_fft_conv_gradient_of_one_input_alone(alone):
+    inputs = [t if i == alone else t.detach() for i, t in enumerate(_conv_inputs(2, 3, 20))]
     upstream = torch.randn(2, 3, 20, dtype=torch.float64)
-    (ours,) = torch.autograd.grad(fft_conv(u, k, skip), u, upstream)
-    (reference,) = torch.autograd.grad(fft_conv_reference(u, k, skip), u, upstream)
+    (ours,) = torch.autograd.grad(fft_conv(*inputs), inputs[alone], upstream)
+    (reference,) = torch.autograd.grad(fft_conv_reference(*inputs), inputs[alone], upstream)
     assert _rel(ours, reference) < 1e-10
 
 

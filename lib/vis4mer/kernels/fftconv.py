@@ -85,6 +85,8 @@ class FFTConv(torch.autograd.Function):
             g_block = grad[:, block]  # [B, Hb, L]
             if need_skip:
                 grad_skip[block] = (g_block * u[:, block]).sum((0, 2))
+            if not (need_u or need_k):
+                continue
             g_hat = torch.fft.rfft(g_block, n=n_fft)  # [B, Hb, F]
             if need_u:
                 k_hat = torch.fft.rfft(k[block], n=n_fft)  # [Hb, F]
