@@ -7,8 +7,10 @@ The recipe follows the paper (ViS4mer, ECCV 2022) and its reference code:
 * the learning-rate schedule ``lr_schedule`` (:mod:`vis4mer.schedules`): ReduceLROnPlateau on
   the validation metric (``max`` for accuracy, ``min`` for MSE), or the reference code's
   effective step decay;
-* every step sees one RANDOM window of ``window_frames`` frames of each clip (see
-  :mod:`vis4mer.windows`; shorter clips are zero-padded at the end);
+* every step sees one RANDOM clip of ``window_frames`` frames of each drawn video (see
+  :mod:`vis4mer.windows`: a window of consecutive frames, zero-padded at the end for shorter
+  videos, or frames spread over the whole video, ``clip_frames``), an epoch being every
+  training video once or draws weighted by the windows a video has (``epoch_draws``);
 * validation and model selection use the video-level evaluation of
   :mod:`vis4mer.evaluation` (all windows at a stride), and the checkpoint with the
   best validation metric is kept as ``best``, the latest as ``last``.
@@ -100,6 +102,8 @@ class TrainSettings:
     val_stride_frames: int = 1
     val_every_epochs: int = 1  # the reference code validated every 10 epochs
     lr_schedule: str = "plateau"  # plateau | step (vis4mer.schedules)
+    epoch_draws: str = "videos"  # videos | windows (vis4mer.windows)
+    clip_frames: str = "window"  # window | spread (vis4mer.windows)
     seed: int = 0
 
     @classmethod
@@ -254,7 +258,10 @@ class _Run:
         self.parameters = [p for p in model.parameters() if p.requires_grad]
         self.max_norm = settings.grad_clip if settings.grad_clip else math.inf
 
-        self.dataset = RandomWindowDataset(store, self.train_rows, settings.window_frames, settings.tokens, task_type, settings.seed)
+        self.dataset = RandomWindowDataset(
+            store, self.train_rows, settings.window_frames, settings.tokens, task_type, settings.seed,
+            epoch_draws=settings.epoch_draws, clip_frames=settings.clip_frames,
+        )
         # Every epoch draws its clip order from this generator, exactly as many numbers each
         # epoch whatever num_workers is (no persistent workers: a persistent iterator skips a
         # draw after the first epoch), so the order is a function of (seed, epoch) that
