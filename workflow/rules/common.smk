@@ -40,6 +40,7 @@ from vis4mer.config import (
     ConfigError,
     check_config,
     dataset_evaluation,
+    dataset_recipe,
     dataset_training,
     download_sources,
     model_settings,
@@ -180,18 +181,23 @@ def task_config(dataset, task):
     return source(dataset).task_settings(task)
 
 
-def model_config(model):
-    """The model section of the config with its defaults, as train.py's ModelSpec
-    (`model` may be a {model} wildcard name/seed_<n>)."""
-    return model_settings(config, model)
+def model_config(wildcards):
+    """The model section of the config with its defaults and what the dataset's recipe decides,
+    as train.py's ModelSpec (the {model} wildcard may be name/seed_<n>)."""
+    return model_settings(config, wildcards.model, wildcards.dataset)
 
 
 def training_config(wildcards):
     """Result-affecting training settings (params: changing one re-trains): the top-level
-    'training' with the dataset's overrides, and the run's seed."""
+    'training' with the dataset's overrides, what the dataset's recipe decides, and the run's seed."""
     training = {key: value for key, value in dataset_training(config, wildcards.dataset).items() if key not in LAUNCH_SETTINGS}
     seed = parse_run(wildcards.model)[1]
-    return {**training, "seed": config["seed"] if seed is None else seed}
+    return {**training, **dataset_recipe(config, wildcards.dataset).training_settings(), "seed": config["seed"] if seed is None else seed}
+
+
+def run_recipe(wildcards):
+    """The dataset's recipe as a run's checkpoints record it (vis4mer.recipe.Recipe.run_record)."""
+    return dataset_recipe(config, wildcards.dataset).run_record(model_settings(config, wildcards.model)["arch"])
 
 
 def evaluation_config(dataset):
@@ -276,10 +282,14 @@ def frames_params(wildcards):
         "fps": ds["frames"]["fps"],
         "size": ds["frames"]["size"],
         "decoder": ds["frames"]["decoder"],
+        "resize": dataset_recipe(config, wildcards.dataset).resize,
     }
     keep_last_s = source(wildcards.dataset).keep_last_s(shard_ids(wildcards))
     if keep_last_s is not None:
         params["keep_last_s"] = keep_last_s
+    spread_seconds = source(wildcards.dataset).spread_seconds(shard_ids(wildcards))
+    if spread_seconds is not None:
+        params["spread_seconds"] = spread_seconds
     return params
 
 
@@ -298,6 +308,7 @@ def features_params(wildcards):
         "backbone": ds["features"]["backbone"],
         "checkpoint": ds["features"]["checkpoint"],
         "img_size": ds["frames"]["size"],
+        "normalise": dataset_recipe(config, wildcards.dataset).normalise,
     }
     if not ds["features"]["checkpoint"]:
         # Random weights must be the SAME in every shard's job, or features of two
@@ -320,6 +331,7 @@ def features_swin_params(wildcards):
     ids = shard_ids(wildcards)
     roles = source(wildcards.dataset).roles()
     limits = ds["features"]["max_segments"]
+    recipe = dataset_recipe(config, wildcards.dataset)
     planned = _planned_videos(wildcards)
     params = {
         "backbone": ds["features"]["backbone"],
@@ -327,6 +339,9 @@ def features_swin_params(wildcards):
         "size": ds["frames"]["size"],
         "ids": planned.pop("ids"),
         "max_segments": {v: limits["train"] if roles[v] == "train" else limits["test"] for v in ids},
+        "segment_rules": {v: recipe.segment_rule(roles[v]) for v in ids},
+        "resize": recipe.resize,
+        "normalise": recipe.normalise,
         **planned,
     }
     if not ds["features"]["checkpoint"]:
@@ -363,8 +378,8 @@ def aggregate_input(wildcards):
 
 
 def aggregate_info(wildcards):
-    """What all.json reports beside the metrics (vis4mer.sources.Source.summary_info)."""
-    return source(wildcards.dataset).summary_info()
+    """What all.json reports beside the metrics (vis4mer.sources.Source.summary_info) and the recipe."""
+    return {**source(wildcards.dataset).summary_info(), "recipe": dataset_recipe(config, wildcards.dataset).as_record()}
 
 
 def all_targets():

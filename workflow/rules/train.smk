@@ -17,8 +17,9 @@ rule train:
     params:
         run="{dataset}/{task}/{model}",
         task=lambda wildcards: task_config(wildcards.dataset, wildcards.task),
-        model=lambda wildcards: model_config(wildcards.model),
-        training=lambda wildcards: training_config(wildcards),
+        model=model_config,
+        training=training_config,
+        recipe=run_recipe,
     log:
         "logs/{dataset}/{task}/{model}/train.log",
     benchmark:

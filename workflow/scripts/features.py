@@ -13,7 +13,8 @@ def main():
     set_threads(snakemake.threads)
     p = snakemake.params.features
     device = resolve_device(runtime(snakemake)["device"])
-    logger.info("backbone %s (img_size %s), checkpoint %s, device %s", p["backbone"], p["img_size"], p["checkpoint"], device)
+    logger.info("backbone %s (img_size %s, normalise %s), checkpoint %s, device %s", p["backbone"], p["img_size"], p["normalise"],
+                p["checkpoint"], device)
     manifest = extract_features_to_shard(
         snakemake.input.frames,
         snakemake.output[0],
@@ -23,6 +24,7 @@ def main():
         device=str(device),
         img_size=p["img_size"],
         seed=p.get("init_seed", 0),
+        normalise=p["normalise"],
     )
     n_ok = sum(entry["status"] == "ok" for entry in manifest.values())
     logger.info("features for %d videos, %d skipped", n_ok, len(manifest) - n_ok)
