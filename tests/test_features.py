@@ -181,3 +181,33 @@ def test_a_video_with_non_finite_features_is_skipped_and_named(frames_shard, tmp
         shard.add("v_c", np.array([[[1.0, np.inf]]], dtype=np.float16), n_frames=1)
     with pytest.raises(ValueError, match=r"old.h5: videos/v_c, frames 0:None: non-finite features: 1 NaN or infinite"):
         FeatureStore([old]).read("v_c")
+
+
+class _Inputs(torch.nn.Module):
+    """Stands in for a ViT: its 'tokens' are the pixels it was fed."""
+
+    def forward_features(self, images):  # [B, 3, S, S] -> [B, S*S, 3]
+        return images.flatten(2).transpose(1, 2)
+
+
+def test_pixels_fed_to_the_backbone_with_and_without_normalisation():
+    frame = np.zeros((1, 2, 2, 3), np.uint8)
+    frame[0, 0, 0] = (0, 51, 255)
+    frame[0, 1, 1] = (102, 204, 153)
+    raw = FrameEncoder(_Inputs(), batch_size=1, device=torch.device("cpu"), normalise="none")(frame)
+    np.testing.assert_allclose(raw[0, 0], [0.0, 0.2, 1.0], atol=1e-3)  # the reference: pixels / 255, no mean/std
+    np.testing.assert_allclose(raw[0, 3], [0.4, 0.8, 0.6], atol=1e-3)
+    model, _ = build_backbone(BACKBONE, img_size=SIZE)  # timm's config of this ViT: mean = std = 0.5
+    encoder = FrameEncoder(model, batch_size=1, device=torch.device("cpu"))
+    assert encoder.mean.flatten().tolist() == [0.5] * 3 and encoder.std.flatten().tolist() == [0.5] * 3
+    with pytest.raises(ValueError, match="unknown normalise"):
+        FrameEncoder(_Inputs(), 1, torch.device("cpu"), normalise="imagenet")
+
+
+def test_normalisation_and_resize_are_recorded_and_change_the_tokens(frames_shard, tmp_path):
+    extract_features_to_shard(frames_shard, tmp_path / "ours.h5", BACKBONE, None, 4, img_size=SIZE)
+    extract_features_to_shard(frames_shard, tmp_path / "ref.h5", BACKBONE, None, 4, img_size=SIZE, normalise="none")
+    with open_shard(tmp_path / "ours.h5") as ours, open_shard(tmp_path / "ref.h5") as reference:
+        assert (ours.attrs["normalise"], reference.attrs["normalise"]) == ("backbone", "none")
+        assert ours.attrs["resize"] == "crop"  # the frames shard has no resize attr: frames from before it were cropped
+        assert not np.allclose(ours["videos/v_a"][()], reference["videos/v_a"][()])

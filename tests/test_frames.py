@@ -139,3 +139,52 @@ def test_unknown_decoder_is_rejected(videos, tmp_path):
     with pytest.raises(ValueError, match="unknown decoder"):
         decode_videos_to_shard(videos, tmp_path / "f.h5", 1.0, 16, decoder="opencv")
     assert not (tmp_path / "f.h5").exists()
+
+
+# ------------------------------------------------------------------ the reference code's frames
+
+
+def test_squash_resizes_the_whole_frame_with_area_averaging():
+    """A known 4 x 8 frame whose column j holds 10 j (and 10 j + 1 in green)."""
+    from vis4mer.frames import resize_frames, squash
+
+    frame = np.zeros((1, 4, 8, 3), np.uint8)
+    frame[0, :, :, :] = (10 * np.arange(8))[None, :, None]
+    frame[0, :, :, 1] += 1
+    squashed = squash(frame, 4)  # 8 -> 4 columns: means of column pairs, every column kept
+    assert squashed.shape == (1, 4, 4, 3) and squashed.dtype == np.uint8
+    assert (squashed[0, :, :, 0] == [5, 25, 45, 65]).all() and (squashed[0, :, :, 1] == [6, 26, 46, 66]).all()
+    assert (resize_frames(frame, 4, "crop")[0, :, :, 0] == [20, 30, 40, 50]).all()  # ours: the centre square
+    # a non-integer factor: INTER_AREA weighs the shared middle column by half (0 + 45)/1.5, (45 + 180)/1.5
+    thirds = np.zeros((1, 3, 3, 3), np.uint8)
+    thirds[0, :, :, :] = np.array([0, 90, 180])[None, :, None]
+    assert (squash(thirds, 2)[0, :, :, 0] == [30, 150]).all()
+    with pytest.raises(ValueError, match="unknown resize 'stretch'"):
+        resize_frames(frame, 4, "stretch")
+
+
+@pytest.mark.parametrize(("n_native", "seconds", "expected"), [
+    (100, 30, [int(100 / 30 * i) for i in range(30)] + [99]),  # a 100-frame file for a 30 s clip: 31 frames
+    (7200, 120, list(range(0, 7200, 60)) + [7199]),  # 2 minutes at 60 fps: one per second, then the last
+    (50, 120, [int(50 / 120 * i) for i in range(120)] + [49]),  # a file shorter than the clip: frames repeat
+])
+def test_spread_indices_are_the_reference_codes_lvu_frame_times(n_native, seconds, expected):
+    from vis4mer.frames import spread_indices
+
+    indices = spread_indices(n_native, seconds)
+    assert indices.tolist() == expected and len(indices) == seconds + 1
+
+
+def test_decode_spreads_duration_plus_one_frames_over_the_whole_file_and_squashes(videos, tmp_path):
+    out = tmp_path / "spread.h5"
+    chosen = {"v_b": videos["v_b"], "v_c": videos["v_c"]}  # v_b: 45 frames at 10 fps; v_c: 25 at 5 fps, 40 px high
+    decode_videos_to_shard(chosen, out, fps=1.0, size=16, spread_seconds={"v_b": 9}, resize="squash")
+    with open_shard(out) as shard:
+        assert shard.attrs["resize"] == "squash"
+        frames = shard["videos"]["v_b"]
+        assert frames.shape == (10, 16, 16, 3) and frames.attrs["spread_seconds"] == 9
+        native = np.array([int(45 / 9 * i) for i in range(9)] + [44])  # 0, 5, 10, ..., 40, 44
+        np.testing.assert_allclose(frames[()].mean(axis=(1, 2, 3)), 10 * (native // 10) + 40, atol=2)
+        assert shard["videos"]["v_c"].shape == (5, 16, 16, 3) and "spread_seconds" not in shard["videos"]["v_c"].attrs
+    with pytest.raises(ValueError, match="spread_seconds samples the whole file"):
+        decode_videos_to_shard(chosen, out, 1.0, 16, spread_seconds={"v_b": 9}, keep_last_s={"v_b": 3.0})

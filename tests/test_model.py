@@ -92,3 +92,18 @@ def test_pair_pooling_is_avgpool_with_ceil_mode_and_keeps_nothing_for_backward(l
     assert torch.equal(ours, reference)
     assert torch.equal(torch.autograd.grad(ours, x, upstream)[0], torch.autograd.grad(reference, x, upstream)[0])
     assert saved == []
+
+
+def test_block_dropout_element_or_whole_channels():
+    """The block's dropout on its mixer output [B, L, H]: single values (ours) or whole channels over
+    every time step (the reference code's Dropout2d on [B, H, L])."""
+    torch.manual_seed(0)
+    ones = torch.ones(4, 50, 16)
+    for name, expect_channels in (("element", False), ("channel", True)):
+        model = ViS4mer(d_input=8, l_max=50, d_output=2, d_model=16, n_layers=1, dropout=0.5, block_dropout=name).train()
+        dropped = model.blocks[0].dropout(ones)
+        assert set(dropped.unique().tolist()) == {0.0, 2.0}
+        constant_in_time = bool((dropped == dropped[:, :1]).all())
+        assert constant_in_time == expect_channels
+    with pytest.raises(ValueError, match="unknown block_dropout 'time'"):
+        ViS4mer(d_input=8, l_max=50, d_output=2, d_model=16, n_layers=1, block_dropout="time")

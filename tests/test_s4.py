@@ -185,3 +185,22 @@ def test_cuda_extension_gives_the_same_layer_output_and_gradients(l_max):
         outputs[name] = [y.detach()] + [p.grad for p in layer.kernel.parameters()]
     for ours, ref in zip(outputs["cuda"], outputs["torch"]):
         assert _rel(ours, ref) < 1e-5
+
+
+def test_shared_eigenvalues_are_one_vector_for_all_channels():
+    """The reference code's S4: one Λ for every channel (B, C, P, Δ stay per channel)."""
+    shared, own = S4(6, l_max=64, d_state=16, shared_eigenvalues=True), S4(6, l_max=64, d_state=16)
+    assert shared.kernel.log_neg_real.shape == shared.kernel.imag.shape == (1, 8)
+    assert own.kernel.log_neg_real.shape == (6, 8)
+    assert sum(p.numel() for p in own.parameters()) - sum(p.numel() for p in shared.parameters()) == 2 * 5 * 8
+    optimizer = build_optimizer(shared, lr=1e-2, weight_decay=0.0)
+    for _ in range(3):
+        optimizer.zero_grad()
+        shared(torch.randn(2, 6, 64)).square().mean().backward()
+        optimizer.step()
+    eigenvalues = shared.kernel.ssm().eigenvalues  # [H, M]
+    assert eigenvalues.shape == (6, 8) and torch.equal(eigenvalues, eigenvalues[:1].expand(6, -1))
+    assert not torch.equal(eigenvalues[0], S4(6, l_max=64, d_state=16, shared_eigenvalues=True).kernel.ssm().eigenvalues[0])  # trained
+    layer = shared.double().eval()
+    u = torch.randn(2, 6, 64, dtype=torch.float64)
+    assert _rel(layer(u), _run_recurrence(layer, u)) < 1e-10  # the kernel of the shared Λ is the recurrence's

@@ -254,3 +254,82 @@ def test_swin_b_configuration():
 
 def test_import_swin3d_is_idempotent():
     assert import_swin3d() is import_swin3d()
+
+
+# ------------------------------------------------------------------ the reference code's segments
+
+
+def _reference_train_starts(n_frames, n_segments):
+    """The reference extraction's training starts, written out (segments of 32 frames)."""
+    if n_frames < n_segments + 32:
+        return list(range(n_frames - 32))
+    return [int(s) for s in np.arange(0, n_frames - 32, step=(n_frames - 32) / float(n_segments))]
+
+
+@pytest.mark.parametrize("n_segments", [512, 256])  # Breakfast, COIN
+@pytest.mark.parametrize("n_frames", [40, 300, 543, 544, 545, 1000, 6000])
+def test_dense_segments_of_training_videos(n_frames, n_segments):
+    starts = segment_starts(n_frames, n_segments, rule="dense")
+    assert starts.tolist() == _reference_train_starts(n_frames, n_segments)
+    if n_frames < n_segments + 32:  # a segment at every frame
+        assert starts.tolist() == list(range(n_frames - 32))
+    else:  # exactly n_segments, uniformly spaced over the whole video
+        assert len(starts) == n_segments and starts[0] == 0 and starts[-1] >= n_frames - 32 - math.ceil((n_frames - 32) / n_segments)
+
+
+def test_dense_segments_of_breakfast_and_coin_example_lengths():
+    breakfast_short = segment_starts(15 * 20, 512, rule="dense")  # 20 s at 15 fps: 300 frames
+    assert len(breakfast_short) == 268 and breakfast_short[-1] == 267
+    breakfast_long = segment_starts(15 * 150, 512, rule="dense")  # 150 s: 2250 frames
+    assert len(breakfast_long) == 512 and breakfast_long[:3].tolist() == [0, 4, 8] and breakfast_long[-1] == 2213
+    coin_long = segment_starts(25 * 60, 256, rule="dense")  # 60 s at 25 fps
+    assert len(coin_long) == 256 and coin_long[-1] == 1462
+
+
+@pytest.mark.parametrize("n_frames", [20, 80, 96, 2000, 2048, 9000])
+def test_uniform_test_segments_are_always_64_over_the_whole_video(n_frames):
+    starts = segment_starts(n_frames, 64, rule="uniform")
+    assert len(starts) == 64 and starts[0] == 0
+    assert starts.tolist() == [i * max(0, n_frames - 32) // 64 for i in range(64)]
+    assert (np.diff(starts) >= 0).all() and starts[-1] <= max(0, n_frames - 32)
+    if n_frames - 32 >= 64:  # 64 distinct segments spanning the video
+        assert len(set(starts.tolist())) == 64 and starts[-1] >= (n_frames - 32) * 63 // 64
+
+
+def test_uniform_segments_of_a_short_test_video_are_the_reference_codes_repetition():
+    """Breakfast's test extraction gives n - 32 segments when n < 96, and its dataset repeats
+    them to 64 (indices int(i * (n - 32) / 64)): the same segments as uniform's 64 starts."""
+    n_frames = 80
+    repeated = np.arange(n_frames - 32)[np.arange(0, n_frames - 32, (n_frames - 32) / 64.0, dtype=np.float32).astype(np.int32)]
+    assert segment_starts(n_frames, 64, rule="uniform").tolist() == repeated.tolist()
+
+
+def test_reference_segments_extraction_by_role(videos, tmp_path):
+    chosen = {key: videos[key] for key in ("v_long", "v_short")}
+    out = tmp_path / "reference.h5"
+    extract_swin_features_to_shard(
+        chosen, out, TINY, None, max_segments={"v_long": 80, "v_short": 4}, batch_size=8, size=SIZE,
+        segment_rule={"v_long": "dense", "v_short": "uniform"}, resize="squash", normalise="none",
+    )
+    with open_shard(out) as shard:
+        assert shard["videos/v_long"].shape == (68, TOKENS, DIM)  # 100 frames < 80 + 32: a segment at 0..67
+        assert shard["videos/v_short"].shape == (4, TOKENS, DIM)  # always 4
+        assert json.loads(shard.attrs["segment_rules"]) == ["dense", "uniform"]
+        assert (shard.attrs["resize"], shard.attrs["normalise"]) == ("squash", "none")
+    with pytest.raises(ValueError, match="unknown segment rule"):
+        extract_swin_features_to_shard(chosen, out, TINY, None, 4, 1, size=SIZE, segment_rule="every")
+
+
+def test_segment_encoder_feeds_pixels_over_255_without_normalisation():
+    from vis4mer.swin import SegmentEncoder
+
+    class Inputs(torch.nn.Module):  # [B, 3, T, S, S] -> [B, 3, T, 1, 1]: the mean pixel of each channel
+        def forward(self, clips):
+            return clips.mean(dim=(3, 4), keepdim=True)
+
+    segment = np.zeros((1, 2, 2, 2, 3), np.uint8)
+    segment[..., 0], segment[..., 1], segment[..., 2] = 255, 51, 0
+    raw = SegmentEncoder(Inputs(), torch.device("cpu"), normalise="none")(segment)
+    np.testing.assert_allclose(raw[0, 0], [1.0, 0.2, 0.0], atol=1e-3)
+    ours = SegmentEncoder(Inputs(), torch.device("cpu"))(segment)
+    np.testing.assert_allclose(ours[0, 0], [(255 - 123.675) / 58.395, (51 - 116.28) / 57.12, -103.53 / 57.375], atol=1e-2)

@@ -209,3 +209,89 @@ def test_read_task_rows_lvu_regression_labels(tmp_path):
     assert read_task_rows(views, "youtube_id", "view_count")[0].label == 1000
     with pytest.raises(ValueError, match="unknown label_transform"):
         read_task_rows(views, "youtube_id", "view_count", {"sqrt": True})
+
+
+# ------------------------------------------------------------------ epoch draws and spread clips
+
+
+def tagged(n_frames: int, tag: int) -> np.ndarray:
+    """[n, 1, 2]: frame i holds (tag, i), so a clip tells its video and its frames."""
+    array = np.zeros((n_frames, 1, 2), dtype=np.float32)
+    array[:, 0, 0], array[:, 0, 1] = tag, np.arange(n_frames)
+    return array
+
+
+def tagged_store(tmp_path, lengths: dict[str, int]) -> FeatureStore:
+    return FeatureStore([write_feature_shard(tmp_path / "tagged.h5", {v: tagged(n, i) for i, (v, n) in enumerate(lengths.items())})])
+
+
+def test_windows_epochs_draw_every_video_and_window_pair_uniformly(tmp_path):
+    """LVU, the reference's epoch: N draws with replacement of a (video, start) pair, uniform over
+    all pairs, so a video comes up in proportion to its windows, max(1, n_frames - window + 1)."""
+    lengths = {"a": 61, "b": 63, "c": 30}  # 60-frame windows: 2, 4 and 1 (padded) windows
+    store = tagged_store(tmp_path, lengths)
+    rows = [SplitRow(v, 0) for v in lengths]
+    dataset = RandomWindowDataset(store, rows, 60, "all", "classification", seed=5, epoch_draws="windows")
+    pairs = []
+    for epoch in range(1500):
+        dataset.set_epoch(epoch)
+        assert len(dataset) == 3  # N(videos) draws per epoch
+        for index in range(len(dataset)):
+            x, _, _ = dataset[index]
+            pairs.append((int(x[0, 0]), int(x[0, 1])))  # (video tag, start frame)
+    counts = {pair: pairs.count(pair) for pair in set(pairs)}
+    assert set(counts) == {(0, 0), (0, 1), (1, 0), (1, 1), (1, 2), (1, 3), (2, 0)}
+    expected = len(pairs) / 7
+    assert all(abs(count - expected) < 4 * np.sqrt(expected) for count in counts.values()), counts
+    # with replacement: some epochs draw one video twice
+    assert any(len(set(RandomWindowDataset(store, rows, 60, "all", "classification", seed=s, epoch_draws="windows").draws)) < 3
+               for s in range(5))
+
+
+def test_windows_epoch_draw_frequencies_follow_the_duration_weights(tmp_path):
+    durations = {"short": 40, "one_minute": 60, "two": 120, "five": 300, "ten": 600}
+    store = tagged_store(tmp_path, {v: d + 1 for v, d in durations.items()})  # duration + 1 frames per video
+    rows = [SplitRow(v, 0) for v in durations]
+    dataset = RandomWindowDataset(store, rows, 60, "all", "classification", seed=0, epoch_draws="windows")
+    drawn = np.zeros(len(rows))
+    n_epochs = 4000
+    for epoch in range(n_epochs):
+        dataset.set_epoch(epoch)
+        drawn += np.bincount(dataset.draws, minlength=len(rows))
+    weights = np.array([max(1, d + 1 - 60 + 1) for d in durations.values()], dtype=float)  # 1, 2, 62, 242, 542
+    np.testing.assert_allclose(drawn / drawn.sum(), weights / weights.sum(), atol=0.01)
+    assert drawn.sum() == n_epochs * len(rows)
+
+
+def test_videos_epochs_draw_each_video_once(tmp_path):
+    store = tagged_store(tmp_path, {"a": 61, "b": 300, "c": 30})
+    dataset = RandomWindowDataset(store, [SplitRow(v, 0) for v in "abc"], 60, "all", "classification", seed=1)
+    for epoch in range(5):
+        dataset.set_epoch(epoch)
+        assert sorted(int(dataset[i][0][0, 0]) for i in range(3)) == [0, 1, 2]
+
+
+@pytest.mark.parametrize("n_segments", [512, 256, 300])  # Breakfast / COIN long videos, a short dense one
+def test_spread_clips_are_sorted_distinct_segments_over_the_whole_video(tmp_path, n_segments):
+    store = tagged_store(tmp_path, {"v": n_segments})
+    dataset = RandomWindowDataset(store, [SplitRow("v", 0)], 64, "all", "classification", seed=2, clip_frames="spread")
+    seen = np.zeros(n_segments)
+    for epoch in range(400):
+        dataset.set_epoch(epoch)
+        x, _, padded = dataset[0]
+        frames = x[:, 1].numpy().astype(int)
+        assert len(frames) == 64 and not padded
+        assert np.all(np.diff(frames) > 0)  # distinct and in time order
+        seen[frames] += 1
+    assert seen.min() > 0  # every segment, first and last included, is drawn sometimes
+    np.testing.assert_allclose(seen.mean(), 400 * 64 / n_segments)
+
+
+def test_spread_clips_of_short_videos_repeat_segments_instead_of_padding(tmp_path):
+    store = tagged_store(tmp_path, {"short": 40, "exact": 64})
+    rows = [SplitRow("short", 0), SplitRow("exact", 0)]
+    dataset = RandomWindowDataset(store, rows, 64, "cls", "classification", clip_frames="spread")
+    x, _, padded = dataset[0]
+    assert not padded and x[:, 1].int().tolist() == [i * 40 // 64 for i in range(64)]  # 0, 0, 1, 1, 2, 3, 3, ...
+    x, _, padded = dataset[1]
+    assert not padded and x[:, 1].int().tolist() == list(range(64))

@@ -278,6 +278,49 @@ def test_a_failed_retrain_leaves_no_stale_results_and_the_next_run_redoes_them(t
 
 
 @pytest.mark.slow
+def test_checkpoints_and_all_json_record_the_recipe(tiny_run):
+    """The demo kind under the default recipe, paper: every item is the reference code's."""
+    import h5py
+    import torch
+
+    workdir, _, _ = tiny_run
+    results = workdir / "results" / "tiny"
+    collected = json.loads((results / "all.json").read_text())
+    assert collected["recipe"]["name"] == "paper" and collected["recipe"]["overridden"] == []
+    assert collected["recipe"]["items"]["lr_schedule"] == "step" and collected["recipe"]["items"]["swin_segments"] is None
+    vis4mer = torch.load(results / "order" / "vis4mer" / "best.pt", weights_only=True)
+    assert vis4mer["recipe"] == {"name": "paper", "items": collected["recipe"]["items"]}
+    assert vis4mer["model"]["kwargs"]["block_dropout"] == "channel" and vis4mer["model"]["kwargs"]["shared_eigenvalues"] is True
+    assert (vis4mer["training"]["lr_schedule"], vis4mer["training"]["epoch_draws"], vis4mer["training"]["clip_frames"]) == ("step", "windows", "window")
+    assert (vis4mer["features"]["resize"], vis4mer["features"]["normalise"]) == ("squash", "none")
+    meanpool = torch.load(results / "order" / "meanpool" / "best.pt", weights_only=True)
+    assert "block_dropout" not in meanpool["model"]["kwargs"]  # the baselines are ours
+    assert meanpool["recipe"]["items"]["block_dropout"] is None and meanpool["recipe"]["items"]["lr_schedule"] == "step"
+    with h5py.File(results / "frames" / "shard_0000.h5") as frames:
+        assert frames.attrs["resize"] == "squash"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("items", "reruns"),
+    [
+        ({"resize": "crop"}, {"frames": TINY_SHARDS, "features": TINY_SHARDS, **RUN_RULES}),
+        ({"normalise": "backbone"}, {"features": TINY_SHARDS, **RUN_RULES}),
+        ({"lr_schedule": "plateau"}, RUN_RULES),
+        ({"epoch_draws": "videos"}, RUN_RULES),
+        ({"block_dropout": "element"}, {"train": 1, "evaluate": 1, "confusion_plot": 1, "aggregate": 1}),  # vis4mer's run only
+    ],
+)
+def test_changing_the_recipe_reruns_what_it_affects(tiny_run, items, reruns):
+    workdir, _, _ = tiny_run
+    changed = {**TINY_CONFIG, "datasets": {"tiny": {**TINY_CONFIG["datasets"]["tiny"], "recipe_items": items}}}
+    config = write_config(workdir / "config" / f"tiny_{next(iter(items))}.yaml", changed)
+    result = snakemake(workdir, "-n", "--configfile", str(config))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert job_counts(result.stdout + result.stderr) == {**reruns, "all": 1}
+
+
+@pytest.mark.slow
 def test_half_written_shard_is_detected_and_rebuilt(tiny_run):
     """Runs last: it rebuilds a shard of the shared tiny run."""
     workdir, config, _ = tiny_run

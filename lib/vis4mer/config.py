@@ -6,9 +6,10 @@ Snakemake's ``validate`` does, so everything downstream reads keys without defau
 own. :func:`check_config` adds the cross-references the schema cannot express (datasets and
 models named elsewhere, each source kind's own rules via
 :meth:`vis4mer.sources.Source.config_errors`, features and token settings that do not fit
-together); every error names its key. The rest are views: a dataset's training and
-evaluation settings with its overrides merged (once, here), the model settings, and the
-names of the runs (``<model>`` or ``<model>/seed_<n>``, one per seed).
+together, the recipe's items: vis4mer.recipe.config_errors); every error names its key. The
+rest are views: a dataset's training and evaluation settings with its overrides merged (once,
+here), its recipe, the model settings, and the names of the runs (``<model>`` or
+``<model>/seed_<n>``, one per seed).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import copy
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
 
+from vis4mer import recipe as recipes
 from vis4mer.model import model_options
 from vis4mer.sources import source_class
 from vis4mer.swin import BACKBONES
@@ -110,6 +112,7 @@ def config_errors(config: Mapping[str, Any]) -> Iterator[str]:
             yield from _download_errors(name, settings["download"])
         if settings["features"]["family"] == "swin":
             yield from _swin_errors(name, settings, kind, dataset_training(config, name))
+        yield from recipes.config_errors(name, settings, models)
     for name, spec in models.items():
         options = model_options(spec["arch"])
         for key in spec["kwargs"]:
@@ -186,12 +189,21 @@ def by_value(value: Any) -> Any:
     return value
 
 
-def model_settings(config: Mapping[str, Any], run: str) -> dict[str, Any]:
+def dataset_recipe(config: Mapping[str, Any], dataset: str) -> recipes.Recipe:
+    """The dataset's recipe (vis4mer.recipe), its recipe_items applied."""
+    return recipes.dataset_recipe(config["datasets"][dataset])
+
+
+def model_settings(config: Mapping[str, Any], run: str, dataset: str | None = None) -> dict[str, Any]:
     """The model section of a run (`run`: a model name or <model>/seed_<n>) as
-    vis4mer.training.ModelSpec's arguments."""
+    vis4mer.training.ModelSpec's arguments; with `dataset`, its kwargs include what the
+    dataset's recipe decides (vis4mer.recipe.Recipe.model_kwargs)."""
     spec = config["models"][parse_run(run)[0]]
+    kwargs = dict(spec["kwargs"])
+    if dataset is not None:
+        kwargs.update(dataset_recipe(config, dataset).model_kwargs(spec["arch"]))
     return {"arch": spec["arch"], "d_model": spec["d_model"], "n_layers": spec["n_layers"], "dropout": spec["dropout"],
-            "kwargs": dict(spec["kwargs"])}
+            "kwargs": kwargs}
 
 
 def run_name(model: str, seed: int | None = None) -> str:

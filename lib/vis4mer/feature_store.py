@@ -131,6 +131,19 @@ class FeatureStore:
             )
         return array
 
+    def read_frames(self, video_id: str, indices, tokens: str = "all") -> np.ndarray:
+        """float32 ``[len(indices), tokens, dim]``: the frames at `indices` of the video, in that
+        order (repeats allowed); each distinct frame is read once."""
+        entry = self._entries[video_id]
+        if tokens not in TOKEN_MODES:
+            raise ValueError(f"tokens must be one of {TOKEN_MODES}, got {tokens!r}")
+        unique, inverse = np.unique(np.asarray(indices, dtype=np.int64), return_inverse=True)
+        if len(unique) and not 0 <= unique[0] <= unique[-1] < entry.n_frames:
+            raise IndexError(f"frames {unique[0]}..{unique[-1]} of video {video_id!r}, which has {entry.n_frames}")
+        dataset = self._handle(entry.shard)[VIDEOS_GROUP][video_id]
+        array = dataset[unique.tolist(), :1] if tokens == "cls" else dataset[unique.tolist()]
+        return np.asarray(array, dtype=np.float32)[inverse]
+
     def close(self) -> None:
         for handle in self._handles.values():
             handle.close()

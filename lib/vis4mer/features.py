@@ -3,7 +3,9 @@
 For every video of the frames shard (uint8 [T, S, S, 3]) the backbone's
 ``forward_features`` output is stored: all tokens including CLS, float16
 [T, tokens, dim] (vit_large_patch16_224 at 224 px: [T, 197, 1024]). Videos the
-frames stage skipped are carried forward as skipped, with their message.
+frames stage skipped are carried forward as skipped, with their message. Pixels go in
+scaled to [0, 1] and standardised with the backbone's mean/std (``normalise: backbone``,
+ours) or as they are (``none``, the reference code's ViT features).
 
 Weights (``features.weights``, resolved by :mod:`vis4mer.weights`): timm's pretrained
 weights from the Hugging Face hub cache, loaded the way timm loads them; a local file (any
@@ -29,6 +31,9 @@ from vis4mer.compat import import_timm
 from vis4mer.devices import resolve_device
 from vis4mer.shards import VIDEOS_GROUP, ShardWriter, nonfinite_problem, open_shard, read_manifest
 from vis4mer.weights import PRETRAINED, ResolvedWeights, as_weights, file_sha256, random_identity
+
+# How pixels in [0, 1] are fed to a backbone: standardised with its mean/std, or as they are
+NORMALISE_MODES = ("backbone", "none")
 
 
 @contextmanager
@@ -112,15 +117,25 @@ def build_backbone(
 
 
 class FrameEncoder:
-    """uint8 frames [T, S, S, 3] -> float16 tokens [T, tokens, dim] with a timm backbone."""
+    """uint8 frames [T, S, S, 3] -> float16 tokens [T, tokens, dim] with a timm backbone.
 
-    def __init__(self, model: torch.nn.Module, batch_size: int, device: torch.device):
-        config = import_timm().data.resolve_model_data_config(model)
+    Pixels are scaled to [0, 1], then (`normalise`, NORMALISE_MODES) standardised with the
+    backbone's mean and std (``backbone``, ours), or fed as they are (``none``, the reference code).
+    """
+
+    def __init__(self, model: torch.nn.Module, batch_size: int, device: torch.device, normalise: str = "backbone"):
+        if normalise not in NORMALISE_MODES:
+            raise ValueError(f"unknown normalise {normalise!r}; choose one of {', '.join(NORMALISE_MODES)}")
         self.model = model.to(device)
         self.batch_size = batch_size
         self.device = device
-        self.mean = torch.tensor(config["mean"], device=device).view(1, 3, 1, 1)
-        self.std = torch.tensor(config["std"], device=device).view(1, 3, 1, 1)
+        if normalise == "backbone":
+            config = import_timm().data.resolve_model_data_config(model)
+            mean, std = config["mean"], config["std"]
+        else:
+            mean, std = (0.0, 0.0, 0.0), (1.0, 1.0, 1.0)
+        self.mean = torch.tensor(mean, device=device).view(1, 3, 1, 1)
+        self.std = torch.tensor(std, device=device).view(1, 3, 1, 1)
 
     @torch.inference_mode()
     def __call__(self, frames: np.ndarray) -> np.ndarray:
@@ -159,11 +174,13 @@ def extract_features_to_shard(
     img_size: int | None = None,
     num_threads: int | None = None,
     seed: int = 0,
+    normalise: str = "backbone",
 ) -> dict[str, dict]:
     """Encode every video of `frames_shard` into the features shard `out_path`.
 
     `weights`: vis4mer.weights.resolve_weights, a weights file, or None for a random network
-    drawn from `seed`.
+    drawn from `seed`. `normalise`: :class:`FrameEncoder`'s. The shard's attrs record it and
+    the frames' ``resize``.
 
     Dataset per video: float16 [T, tokens, dim] with attrs backbone, weights,
     fps, n_frames, source_video. Returns the features shard's manifest.
@@ -177,7 +194,9 @@ def extract_features_to_shard(
     frames_manifest = read_manifest(frames_shard)
     weights = as_weights(weights, seed)
     model, identity = build_backbone(backbone, weights, img_size, seed)
-    encoder = FrameEncoder(model, batch_size, resolve_device(device))
+    encoder = FrameEncoder(model, batch_size, resolve_device(device), normalise)
+    with open_shard(frames_shard) as frames_file:
+        resize = str(frames_file.attrs.get("resize", "crop"))  # shards from before the attr were cropped
     attrs = {
         "backbone": backbone,
         "weights": identity,
@@ -185,6 +204,8 @@ def extract_features_to_shard(
         "checkpoint": str(weights.file or ""),
         "img_size": img_size if img_size is not None else 0,
         "frames_shard": str(frames_shard),
+        "resize": resize,
+        "normalise": normalise,
     }
     with open_shard(frames_shard) as frames_file, ShardWriter(out_path, "features", attrs=attrs) as shard:
         _check_input_size(model, frames_file, frames_shard)

@@ -7,13 +7,21 @@ frames, taken at t_i = i / fps (i = 0..T-1), each being the native frame shown a
 t_i: index ``floor(t_i * native_fps)``. Indices come from the average frame rate
 (constant-frame-rate assumption), identically for both decoders.
 
-Each frame is resized so its shorter side is `size` (bilinear, antialiased, aspect
-kept), then centre cropped to `size` x `size`, the input a ViT expects. The resize
-is done here with torch, not by the decoder: measured on 640x360 30 fps videos,
-decord's own resize (VideoReader width/height) was no faster than decoding full
-frames and resizing them here, and torchcodec's Resize/CenterCrop decoder
-transforms were ~2x slower; one resize also makes both decoders give the same
-pixels.
+Each frame becomes `size` x `size` in one of two ways (``resize``, RESIZE_MODES):
+
+- ``crop`` (ours): the shorter side resized to `size` (bilinear, antialiased, aspect kept),
+  then the centre `size` x `size` square (:func:`resize_and_crop`);
+- ``squash`` (the reference code, for ViT and Video Swin alike): the whole frame resized to
+  `size` x `size` with OpenCV's ``INTER_AREA``, aspect not kept (:func:`squash`).
+
+The resize is done here, not by the decoder: measured on 640x360 30 fps videos, decord's own
+resize (VideoReader width/height) was no faster than decoding full frames and resizing them
+here, and torchcodec's Resize/CenterCrop decoder transforms were ~2x slower; one resize also
+makes both decoders give the same pixels.
+
+LVU as the reference code sampled it (``spread_seconds``, :func:`spread_indices`): a video
+whose clip lasts `d` whole seconds (lvu_durations.csv) gives d + 1 frames, at native indices
+int(n / d * i) for i < d and the last frame, spread over the whole file whatever its length.
 
 A missing, empty or undecodable file is recorded in the shard manifest with the
 reason (``ShardWriter.skip``) and the loop goes on with the next video.
@@ -44,6 +52,7 @@ from vis4mer._logging import logger
 from vis4mer.shards import ShardWriter
 
 DECODERS = ("decord", "torchcodec")
+RESIZE_MODES = ("crop", "squash")  # how a frame becomes size x size (module doc)
 CHUNK_FRAMES = 32  # frames decoded and resized at a time
 # Video containers, in order of preference where one id may have several files (downloads,
 # mirrors); a directory given to `vis4mer predict` is searched for them.
@@ -84,6 +93,18 @@ def sample_indices(
     return np.minimum(np.floor(times * native_fps + 1e-6).astype(np.int64), n_native - 1)
 
 
+def spread_indices(n_native: int, seconds: float) -> np.ndarray:
+    """int64 [int(seconds) + 1] native frame indices: int(n_native / d * i) for i < d = int(seconds),
+    then the last frame (the reference code's LVU frame times, module doc)."""
+    whole = int(seconds)
+    if n_native < 1 or whole < 0:
+        raise ValueError(f"need n_native >= 1 and seconds >= 0, got {n_native} and {seconds}")
+    if whole == 0:
+        return np.array([n_native - 1], dtype=np.int64)
+    times = (n_native / whole * np.arange(whole)).astype(np.int64)  # float64, as the reference's n / d * i
+    return np.append(times, n_native - 1)
+
+
 def resized_shape(height: int, width: int, size: int) -> tuple[int, int]:
     """(height, width) with the shorter side scaled to `size`, aspect kept."""
     scale = size / min(height, width)
@@ -101,6 +122,23 @@ def resize_and_crop(frames: np.ndarray, size: int) -> np.ndarray:
         frames = images.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
     top, left = (new_height - size) // 2, (new_width - size) // 2
     return np.ascontiguousarray(frames[:, top : top + size, left : left + size])
+
+
+def squash(frames: np.ndarray, size: int) -> np.ndarray:
+    """uint8 [N, H, W, 3] -> uint8 [N, size, size, 3]: each whole frame resized to `size` x `size`
+    with OpenCV's INTER_AREA, aspect not kept (the reference code's preprocessing)."""
+    import cv2  # opencv-python (requirements/base.txt); only this resize needs it
+
+    return np.stack([cv2.resize(frame, (size, size), interpolation=cv2.INTER_AREA) for frame in frames])
+
+
+def resize_frames(frames: np.ndarray, size: int, resize: str = "crop") -> np.ndarray:
+    """uint8 [N, H, W, 3] -> uint8 [N, size, size, 3] by `resize` (RESIZE_MODES, module doc)."""
+    if resize == "crop":
+        return resize_and_crop(frames, size)
+    if resize == "squash":
+        return squash(frames, size)
+    raise ValueError(f"unknown resize {resize!r}; choose one of {', '.join(RESIZE_MODES)}")
 
 
 def import_decoder(decoder: str) -> None:
@@ -134,7 +172,7 @@ _OPEN = {"decord": _open_decord, "torchcodec": _open_torchcodec}
 
 class VideoReader:
     """An opened video file: its native frame rate and frame count, and frames by index,
-    resized with :func:`resize_and_crop`. Decoder errors are raised as the decoder's own."""
+    resized with :func:`resize_frames`. Decoder errors are raised as the decoder's own."""
 
     def __init__(self, path, decoder: str = "decord"):
         if decoder not in _OPEN:
@@ -153,14 +191,14 @@ class VideoReader:
         start, end = time_range(self.duration_s, start_s, end_s, keep_last_s)
         return sample_indices(self.n_native, self.native_fps, fps, start, end)
 
-    def read(self, indices, size: int) -> np.ndarray:
-        """uint8 [len(indices), size, size, 3]: the frames at native `indices`, resized and cropped."""
-        return resize_and_crop(self._read(np.asarray(indices, dtype=np.int64).tolist()), size)
+    def read(self, indices, size: int, resize: str = "crop") -> np.ndarray:
+        """uint8 [len(indices), size, size, 3]: the frames at native `indices`, resized (:func:`resize_frames`)."""
+        return resize_frames(self._read(np.asarray(indices, dtype=np.int64).tolist()), size, resize)
 
-    def chunks(self, indices, size: int) -> Iterator[np.ndarray]:
+    def chunks(self, indices, size: int, resize: str = "crop") -> Iterator[np.ndarray]:
         """:meth:`read` of `indices`, CHUNK_FRAMES at a time."""
         for start in range(0, len(indices), CHUNK_FRAMES):
-            yield self.read(indices[start : start + CHUNK_FRAMES], size)
+            yield self.read(indices[start : start + CHUNK_FRAMES], size, resize)
 
 
 def decode_video(
@@ -171,26 +209,37 @@ def decode_video(
     start_s: float | None = None,
     end_s: float | None = None,
     keep_last_s: float | None = None,
+    *,
+    resize: str = "crop",
+    spread_seconds: float | None = None,
 ) -> tuple[np.ndarray, float, int]:
     """(uint8 [T, size, size, 3], native_fps, n_native_frames) of one video, or of the
     part of it selected by `start_s`, `end_s` and `keep_last_s` (see :func:`time_range`).
 
-    Frames are read and resized CHUNK_FRAMES at a time, so a long high-resolution
-    video never sits in memory at full resolution.
+    With `spread_seconds` the frames are instead those of :func:`spread_indices` over the
+    whole file (the reference code's LVU frame times; no range then). Frames are read and
+    resized (`resize`, RESIZE_MODES) CHUNK_FRAMES at a time, so a long high-resolution video
+    never sits in memory at full resolution.
     """
     video = VideoReader(path, decoder)
-    frames = np.concatenate(list(video.chunks(video.sample(fps, start_s, end_s, keep_last_s), size)))
+    if spread_seconds is not None:
+        if start_s is not None or end_s is not None or keep_last_s is not None:
+            raise ValueError("spread_seconds samples the whole file: it takes no start_s, end_s or keep_last_s")
+        indices = spread_indices(video.n_native, spread_seconds)
+    else:
+        indices = video.sample(fps, start_s, end_s, keep_last_s)
+    frames = np.concatenate(list(video.chunks(indices, size, resize)))
     return frames, video.native_fps, video.n_native
 
 
-def iter_video_chunks(path, fps: float, size: int, decoder: str = "decord") -> Iterator[np.ndarray]:
+def iter_video_chunks(path, fps: float, size: int, decoder: str = "decord", resize: str = "crop") -> Iterator[np.ndarray]:
     """uint8 ``[<= CHUNK_FRAMES, size, size, 3]`` chunks of a whole video, decoded on demand.
 
     The frames of :func:`decode_video` (same indices, chunks and resize), never holding
     more than one chunk; the file is opened at the first ``next()``.
     """
     video = VideoReader(path, decoder)
-    yield from video.chunks(video.sample(fps), size)
+    yield from video.chunks(video.sample(fps), size, resize)
 
 
 def video_file_problem(path, *, by_extension: bool = False) -> str | None:
@@ -247,26 +296,34 @@ def decode_videos_to_shard(
     ranges: dict[str, tuple[float | None, float | None]] | None = None,
     keep_last_s: dict[str, float] | None = None,
     skipped: dict[str, str] | None = None,
+    resize: str = "crop",
+    spread_seconds: dict[str, float] | None = None,
 ) -> dict[str, dict]:
     """Decode `videos` ({video_id: path}) into the frames shard `out_path`.
 
     Dataset per video: uint8 [T, size, size, 3] with attrs fps, n_frames,
-    source_video, duration_s (of the whole file), native_fps, and start_s, end_s
-    (the part decoded) for a video given a range or keep_last_s. Returns the shard
-    manifest.
+    source_video, duration_s (of the whole file), native_fps, start_s, end_s
+    (the part decoded) for a video given a range or keep_last_s, and spread_seconds for a
+    video sampled by spread_seconds. Returns the shard manifest.
 
     `ranges` ({video_id: (start_s, end_s)}) and `keep_last_s` ({video_id: seconds})
-    restrict listed videos to part of the file (:func:`time_range`). `skipped`
-    ({video_id: reason}) lists ids that have no video file (e.g. unavailable for
-    download): they are recorded as skipped with that reason.
+    restrict listed videos to part of the file (:func:`time_range`); `spread_seconds`
+    ({video_id: seconds}) samples listed videos as the reference code sampled LVU
+    (:func:`spread_indices`, whole file) instead of at `fps`. `skipped` ({video_id: reason})
+    lists ids that have no video file (e.g. unavailable for download): they are recorded as
+    skipped with that reason. `resize` (RESIZE_MODES) is recorded as a shard attr.
     """
     if decoder not in _OPEN:
         raise ValueError(f"unknown decoder {decoder!r}; choose one of {DECODERS}")
+    if resize not in RESIZE_MODES:
+        raise ValueError(f"unknown resize {resize!r}; choose one of {', '.join(RESIZE_MODES)}")
     if overlap := sorted(set(videos) & set(skipped or {})):
         raise ValueError(f"videos {overlap[:5]} are both given and skipped")
+    ranges, keep_last_s, spread_seconds = ranges or {}, keep_last_s or {}, spread_seconds or {}
+    if both := sorted(set(spread_seconds) & (set(ranges) | set(keep_last_s))):
+        raise ValueError(f"videos {both[:5]} are given spread_seconds and a range or keep_last_s: spread_seconds samples the whole file")
     import_decoder(decoder)
-    ranges, keep_last_s = ranges or {}, keep_last_s or {}
-    attrs = {"fps": fps, "size": size, "decoder": decoder}
+    attrs = {"fps": fps, "size": size, "decoder": decoder, "resize": resize}
     with ShardWriter(out_path, "frames", attrs=attrs) as shard:
         for video_id, reason in sorted((skipped or {}).items()):
             logger.warning("skipping video %s: %s", video_id, reason)
@@ -279,7 +336,8 @@ def decode_videos_to_shard(
             if reason is None:
                 try:
                     frames, native_fps, n_native = decode_video(
-                        path, fps, size, decoder, start_s, end_s, keep_last_s.get(video_id)
+                        path, fps, size, decoder, start_s, end_s, keep_last_s.get(video_id),
+                        resize=resize, spread_seconds=spread_seconds.get(video_id),
                     )
                     start, end = time_range(n_native / native_fps, start_s, end_s, keep_last_s.get(video_id))
                 except Exception as error:  # any decoder failure skips this one video
@@ -297,5 +355,6 @@ def decode_videos_to_shard(
                 duration_s=n_native / native_fps,
                 native_fps=native_fps,
                 **({"start_s": start, "end_s": end} if partial else {}),
+                **({"spread_seconds": float(spread_seconds[video_id])} if video_id in spread_seconds else {}),
             )
     return shard.manifest

@@ -2,7 +2,7 @@
 
 ViS4mer (multi-scale S4 decoder):
     encoder Linear(d_input -> d_model) (identity when equal)
-    n_layers × [ pre-LayerNorm -> mixer -> dropout -> residual
+    n_layers × [ pre-LayerNorm -> mixer -> dropout (element- or channel-wise) -> residual
                  -> AvgPool1d(2) over time -> Linear(H -> H/2) -> GELU ]      (H halves per layer)
     mean over time -> Linear decoder (d_model / 2^n_layers -> d_output)
 The mixer is an S4 layer; the Transformer baseline swaps in self-attention (SDPA) and adds
@@ -65,14 +65,31 @@ def pool_pairs(x: torch.Tensor) -> torch.Tensor:
     return torch.cat([pairs, x[:, length - 1 :]], dim=1) if length % 2 else pairs
 
 
-class MultiScaleBlock(nn.Module):
-    """pre-LN -> mixer -> dropout -> residual -> AvgPool1d(2) -> Linear(H -> H/2) -> GELU, on [B, L, H]."""
+BLOCK_DROPOUT = ("element", "channel")
 
-    def __init__(self, width: int, mixer: nn.Module, dropout: float):
+
+class ChannelDropout(nn.Dropout1d):
+    """Dropout of whole channels on [B, L, H]: each (sample, channel) is zeroed at every time
+    step or at none (the reference code's Dropout2d on [B, H, L])."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(x.transpose(1, 2)).transpose(1, 2)
+
+
+class MultiScaleBlock(nn.Module):
+    """pre-LN -> mixer -> dropout -> residual -> AvgPool1d(2) -> Linear(H -> H/2) -> GELU, on [B, L, H].
+
+    `block_dropout`: ``element`` drops single values of the mixer's output (ours); ``channel``
+    drops whole channels over all time steps (the reference code's Dropout2d on [B, H, L]).
+    """
+
+    def __init__(self, width: int, mixer: nn.Module, dropout: float, block_dropout: str = "element"):
         super().__init__()
+        if block_dropout not in BLOCK_DROPOUT:
+            raise ValueError(f"unknown block_dropout {block_dropout!r}; choose one of {', '.join(BLOCK_DROPOUT)}")
         self.norm = nn.LayerNorm(width)
         self.mixer = mixer  # [B, H, L] -> [B, H, L]
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = nn.Dropout(dropout) if block_dropout == "element" else ChannelDropout(dropout)
         self.project = nn.Linear(width, width // 2)
         self.activation = nn.GELU()
 
@@ -86,14 +103,14 @@ class MultiScaleBlock(nn.Module):
 class _MultiScaleClassifier(nn.Module):
     """Encoder, multi-scale blocks with a per-layer mixer, mean over time, decoder."""
 
-    def __init__(self, d_input, l_max, d_output, d_model, n_layers, dropout, make_mixer, check_finite=True):
+    def __init__(self, d_input, l_max, d_output, d_model, n_layers, dropout, make_mixer, check_finite=True, block_dropout="element"):
         super().__init__()
         if d_model % (2**n_layers):
             raise ValueError(f"d_model={d_model} must be divisible by 2**n_layers={2**n_layers} (width halves per layer)")
         self.d_input, self.l_max, self.check_finite = d_input, l_max, check_finite
         self.encoder = nn.Linear(d_input, d_model) if d_input != d_model else nn.Identity()
         self.blocks = nn.ModuleList(
-            MultiScaleBlock(d_model // 2**i, make_mixer(d_model // 2**i, math.ceil(l_max / 2**i)), dropout)
+            MultiScaleBlock(d_model // 2**i, make_mixer(d_model // 2**i, math.ceil(l_max / 2**i)), dropout, block_dropout)
             for i in range(n_layers)
         )
         self.decoder = nn.Linear(d_model // 2**n_layers, d_output)
@@ -113,6 +130,9 @@ class _MultiScaleClassifier(nn.Module):
 class ViS4mer(_MultiScaleClassifier):
     """ViS4mer (Islam & Bertasius, ECCV 2022): the paper's demo works verbatim.
 
+    `block_dropout` ("element" | "channel", :class:`MultiScaleBlock`) and `shared_eigenvalues`
+    (:class:`vis4mer.s4.S4`) choose ours or the reference code's variant of each.
+
     >>> model = ViS4mer(d_input=1024, l_max=2048, d_output=10, d_model=1024, n_layers=3)
     >>> model(torch.randn(32, 2048, 1024)).shape
     torch.Size([32, 10])
@@ -131,11 +151,14 @@ class ViS4mer(_MultiScaleClassifier):
         backend: str = "auto",
         ssm_lr: float = 1e-3,
         check_finite: bool = True,
+        block_dropout: str = "element",
+        shared_eigenvalues: bool = False,
     ):
         def s4(width, length):
-            return S4(width, l_max=length, d_state=d_state, dropout=dropout, mode=mode, backend=backend, ssm_lr=ssm_lr)
+            return S4(width, l_max=length, d_state=d_state, dropout=dropout, mode=mode, backend=backend, ssm_lr=ssm_lr,
+                      shared_eigenvalues=shared_eigenvalues)
 
-        super().__init__(d_input, l_max, d_output, d_model, n_layers, dropout, s4, check_finite)
+        super().__init__(d_input, l_max, d_output, d_model, n_layers, dropout, s4, check_finite, block_dropout)
 
 
 def sinusoidal_positions(length: int, width: int, device=None, dtype=None) -> torch.Tensor:

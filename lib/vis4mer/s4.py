@@ -96,21 +96,29 @@ def dense_state_matrix(ssm: SSMTensors) -> torch.Tensor:
 class SSMKernel(nn.Module):
     """Parameters shared by both kernel modes: Λ (stable by construction), B, C, Δ.
 
+    Λ is one vector per channel, [H, M], or with `shared_eigenvalues` one vector shared by all
+    channels, [1, M] (the reference code's S4: its trainable A is not repeated over channels);
+    B, C, P and Δ are per channel either way.
+
     Subclasses set `output_is_truncated` (the C parameter is C̃ = C (I - Āᴸ)) and `discretise`.
     """
 
     output_is_truncated: bool
 
-    def __init__(self, d_model: int, d_state: int, l_max: int, dt_min: float, dt_max: float, ssm_lr: float):
+    def __init__(
+        self, d_model: int, d_state: int, l_max: int, dt_min: float, dt_max: float, ssm_lr: float,
+        shared_eigenvalues: bool = False,
+    ):
         super().__init__()
         if not 0 < dt_min <= dt_max:
             raise ValueError(f"need 0 < dt_min <= dt_max, got dt_min={dt_min}, dt_max={dt_max}")
         self.d_model, self.d_state, self.l_max = d_model, d_state, l_max
         nplr = nplr_legs(d_state)
         heads = d_model
+        rows = 1 if shared_eigenvalues else heads
         # Λ = -exp(log_neg_real) + i·imag: the real part stays negative whatever the optimiser does
-        self.log_neg_real = _mark(nn.Parameter(torch.log(-nplr.eigenvalues.real).float().repeat(heads, 1)), ssm_lr)  # [H, M]
-        self.imag = _mark(nn.Parameter(nplr.eigenvalues.imag.float().repeat(heads, 1)), ssm_lr)  # [H, M]
+        self.log_neg_real = _mark(nn.Parameter(torch.log(-nplr.eigenvalues.real).float().repeat(rows, 1)), ssm_lr)  # [H or 1, M]
+        self.imag = _mark(nn.Parameter(nplr.eigenvalues.imag.float().repeat(rows, 1)), ssm_lr)  # [H or 1, M]
         self.B = _mark(_complex_parameter(nplr.input_matrix.repeat(heads, 1)), ssm_lr)  # [H, M, 2]
         self.C = _complex_parameter(torch.randn(heads, d_state // 2, dtype=torch.complex64))  # [H, M, 2]
         log_dt = torch.rand(heads) * (math.log(dt_max) - math.log(dt_min)) + math.log(dt_min)
@@ -125,7 +133,7 @@ class SSMKernel(nn.Module):
 
         complex_or_none = lambda t: None if t is None else _as_complex(t)  # noqa: E731
         return SSMTensors(
-            eigenvalues=-torch.exp(get("log_neg_real")) + 1j * get("imag"),
+            eigenvalues=(-torch.exp(get("log_neg_real")) + 1j * get("imag")).expand(self.d_model, -1),  # [H, M]
             input=_as_complex(get("B")),
             output=_as_complex(get("C")),
             low_rank=complex_or_none(get("low_rank")),
@@ -152,8 +160,10 @@ class NPLRKernel(SSMKernel):
 
     output_is_truncated = True
 
-    def __init__(self, d_model, d_state=64, l_max=1024, dt_min=1e-3, dt_max=1e-1, ssm_lr=1e-3, backend="auto"):
-        super().__init__(d_model, d_state, l_max, dt_min, dt_max, ssm_lr)
+    def __init__(
+        self, d_model, d_state=64, l_max=1024, dt_min=1e-3, dt_max=1e-1, ssm_lr=1e-3, shared_eigenvalues=False, backend="auto"
+    ):
+        super().__init__(d_model, d_state, l_max, dt_min, dt_max, ssm_lr, shared_eigenvalues)
         nplr = nplr_legs(d_state)
         self.low_rank = _mark(_complex_parameter(nplr.low_rank[0].repeat(d_model, 1)), ssm_lr)  # P [H, M, 2]
         self.backend = backend
@@ -221,6 +231,7 @@ class S4(nn.Module):
 
     mode: "nplr" (S4, default) or "diag" (S4D, for ablations).
     backend: Cauchy kernel backend for "nplr": "auto" | "torch" | "keops" | "cuda".
+    shared_eigenvalues: one Λ for all channels, as the reference code (default: one per channel).
     """
 
     def __init__(
@@ -234,11 +245,12 @@ class S4(nn.Module):
         dt_min: float = 1e-3,
         dt_max: float = 1e-1,
         ssm_lr: float = 1e-3,
+        shared_eigenvalues: bool = False,
     ):
         super().__init__()
         if mode not in KERNELS:
             raise ValueError(f"unknown S4 mode {mode!r}; choose one of {', '.join(KERNELS)}")
-        kwargs = dict(d_state=d_state, l_max=l_max, dt_min=dt_min, dt_max=dt_max, ssm_lr=ssm_lr)
+        kwargs = dict(d_state=d_state, l_max=l_max, dt_min=dt_min, dt_max=dt_max, ssm_lr=ssm_lr, shared_eigenvalues=shared_eigenvalues)
         if mode == "nplr":
             kwargs["backend"] = backend
         self.kernel = KERNELS[mode](d_model, **kwargs)

@@ -6,16 +6,23 @@ pre-training) as a frozen clip encoder. Per video:
 - frames are read at the video's native frame rate, in segments of SEGMENT_FRAMES = 32
   consecutive frames (the range may be restricted, e.g. to COIN's annotated start-end;
   seconds become frame indices through the average frame rate, as in vis4mer.frames);
-- at most `max_segments` segments are taken, uniformly over the range (``segment_starts``);
-- each frame: shorter side resized to `size`, centre `size` x `size` crop
-  (``vis4mer.frames.VideoReader``, which decodes), normalised with Video Swin's RGB mean/std;
+- the segments start where ``segment_starts`` puts them, by rule (SEGMENT_RULES): at most
+  `max_segments` of them covering the range (``cover``, ours), or as the reference code's
+  extraction did, exactly `max_segments` uniformly spaced (``uniform``, its test videos) or
+  one starting at every frame of a video shorter than `max_segments` + 32 frames (``dense``,
+  its training videos);
+- each frame becomes `size` x `size` (``vis4mer.frames.VideoReader``, which decodes: shorter
+  side and centre crop, or squashed, ``resize``), then pixels in [0, 1] standardised with Video
+  Swin's RGB mean/std (``normalise: backbone``) or as they are (``none``, the reference code:
+  its ``extract_feat`` calls the backbone directly, without the pipelines' normalisation);
 - the backbone maps a segment [3, 32, size, size] to [C, 16, size/32, size/32]; the time
   axis is averaged, leaving (size/32)^2 spatial tokens of width C. Swin-B at 224 px:
   7 x 7 = 49 tokens x 1024, so 64 test segments give L = 64 x 49 = 3136 tokens.
 
 One dataset per video, float16 [S, tokens, C], with attrs backbone, weights, fps
 (native), n_segments, segment_frames, n_native_frames, source_video (and start/end,
-the requested range in seconds, when a range was given). Missing, empty or
+the requested range in seconds, when a range was given); the shard's attrs record the
+segment rules used, the resize and the normalisation. Missing, empty or
 undecodable videos are recorded with ``ShardWriter.skip`` and the loop goes on.
 
 Weights (``features.weights``, resolved by :mod:`vis4mer.weights`): the released checkpoint
@@ -43,12 +50,15 @@ from tqdm import tqdm
 
 from vis4mer._logging import logger
 from vis4mer.devices import resolve_device
-from vis4mer.features import seeded_init
-from vis4mer.frames import VideoError, VideoReader, import_decoder, video_file_problem
+from vis4mer.features import NORMALISE_MODES, seeded_init
+from vis4mer.frames import RESIZE_MODES, VideoError, VideoReader, import_decoder, video_file_problem
 from vis4mer.shards import ShardWriter, nonfinite_problem
 from vis4mer.weights import ResolvedWeights, as_weights, file_sha256
 
 SEGMENT_FRAMES = 32
+# Where the segments of a video start (segment_starts): ours, the reference code's test videos,
+# the reference code's training videos.
+SEGMENT_RULES = ("cover", "uniform", "dense")
 # Video Swin's img_norm_cfg (ImageNet statistics, RGB, 0-255 scale), also used for Kinetics.
 MEAN = (123.675, 116.28, 103.53)
 STD = (58.395, 57.12, 57.375)
@@ -291,21 +301,37 @@ def build_swin(backbone: str, weights: ResolvedWeights | str | Path | None = Non
     return model, report
 
 
-def segment_starts(n_frames: int, max_segments: int, segment_frames: int = SEGMENT_FRAMES) -> np.ndarray:
+def segment_starts(n_frames: int, max_segments: int, segment_frames: int = SEGMENT_FRAMES, rule: str = "cover") -> np.ndarray:
     """int64 [S] first frame of each segment, relative to the start of a range of `n_frames`.
 
-    S = min(max_segments, ceil(n_frames / segment_frames)) (at least 1). Segment i is
-    centred in the i-th of S equal parts of the range and shifted to lie inside it, so
-    with S = ceil(n / 32) the segments cover every frame (overlapping slightly when n is
-    not a multiple of 32) and with fewer they are spread uniformly. A range shorter than
-    one segment gives one segment starting at 0 (its frame indices are clamped later).
+    `rule` (SEGMENT_RULES):
+
+    - ``cover`` (ours): S = min(max_segments, ceil(n_frames / segment_frames)) (at least 1).
+      Segment i is centred in the i-th of S equal parts of the range and shifted to lie inside
+      it, so with S = ceil(n / 32) the segments cover every frame (overlapping slightly when n
+      is not a multiple of 32) and with fewer they are spread uniformly.
+    - ``uniform`` (the reference code's test videos): exactly S = max_segments segments,
+      starting at floor(i (n - 32) / S), uniformly over the whole range, repeated when the range
+      is short (what the reference's 64 test segments, or its repetition of fewer, amount to).
+    - ``dense`` (the reference code's training videos): a segment starting at every frame,
+      0 .. n - 33, when n < max_segments + 32; else ``uniform``.
+
+    A range shorter than one segment gives segments starting at 0 (frame indices are clamped
+    later, :func:`segment_indices`).
     """
     if n_frames < 1 or max_segments < 1:
         raise ValueError(f"need n_frames >= 1 and max_segments >= 1, got {n_frames} and {max_segments}")
+    if rule not in SEGMENT_RULES:
+        raise ValueError(f"unknown segment rule {rule!r}; choose one of {', '.join(SEGMENT_RULES)}")
+    span = max(0, n_frames - segment_frames)  # the last start that keeps a segment inside the range
+    if rule == "dense" and n_frames < max_segments + segment_frames:
+        return np.arange(max(1, span), dtype=np.int64)
+    if rule in ("dense", "uniform"):
+        return np.arange(max_segments, dtype=np.int64) * span // max_segments
     n_segments = min(max_segments, math.ceil(n_frames / segment_frames))
     centres = (np.arange(n_segments) + 0.5) * n_frames / n_segments
     starts = np.floor(centres - segment_frames / 2 + 1e-9).astype(np.int64)
-    return np.clip(starts, 0, max(0, n_frames - segment_frames))
+    return np.clip(starts, 0, span)
 
 
 def frame_range(n_native: int, native_fps: float, start: float | None, end: float | None) -> tuple[int, int]:
@@ -323,9 +349,12 @@ def frame_range(n_native: int, native_fps: float, start: float | None, end: floa
     return first, stop
 
 
-def segment_indices(first: int, stop: int, max_segments: int, segment_frames: int = SEGMENT_FRAMES) -> np.ndarray:
-    """int64 [S, segment_frames] native frame indices of the segments of frames [first, stop)."""
-    starts = first + segment_starts(stop - first, max_segments, segment_frames)  # [S]
+def segment_indices(
+    first: int, stop: int, max_segments: int, segment_frames: int = SEGMENT_FRAMES, rule: str = "cover"
+) -> np.ndarray:
+    """int64 [S, segment_frames] native frame indices of the segments of frames [first, stop)
+    (:func:`segment_starts` by `rule`), clamped to the last frame of the range."""
+    starts = first + segment_starts(stop - first, max_segments, segment_frames, rule)  # [S]
     return np.minimum(starts[:, None] + np.arange(segment_frames), stop - 1)
 
 
@@ -337,23 +366,30 @@ def _open_video(path: Path) -> VideoReader:
         raise VideoError(f"decord could not open {path}: {type(error).__name__}: {error}") from error
 
 
-def _read_segment(video: VideoReader, indices: np.ndarray, size: int) -> np.ndarray:
+def _read_segment(video: VideoReader, indices: np.ndarray, size: int, resize: str) -> np.ndarray:
     """uint8 [len(indices), size, size, 3]; decoded and resized one segment at a time,
     so only one segment's full-resolution frames are in memory."""
     try:
-        return video.read(indices, size)
+        return video.read(indices, size, resize)
     except Exception as error:
         raise VideoError(f"decord could not decode {video.path}: {type(error).__name__}: {error}") from error
 
 
 class SegmentEncoder:
-    """uint8 segments [B, 32, S, S, 3] -> float16 tokens [B, (S/32)^2, C] with a Swin3D backbone."""
+    """uint8 segments [B, 32, S, S, 3] -> float16 tokens [B, (S/32)^2, C] with a Swin3D backbone.
 
-    def __init__(self, model: torch.nn.Module, device: torch.device):
+    `normalise` (vis4mer.features.NORMALISE_MODES): ``backbone`` standardises with MEAN/STD;
+    ``none`` feeds pixels / 255, as the reference code did.
+    """
+
+    def __init__(self, model: torch.nn.Module, device: torch.device, normalise: str = "backbone"):
+        if normalise not in NORMALISE_MODES:
+            raise ValueError(f"unknown normalise {normalise!r}; choose one of {', '.join(NORMALISE_MODES)}")
         self.model = model.to(device)
         self.device = device
-        self.mean = torch.tensor(MEAN, device=device).view(1, 3, 1, 1, 1)
-        self.std = torch.tensor(STD, device=device).view(1, 3, 1, 1, 1)
+        mean, std = (MEAN, STD) if normalise == "backbone" else ((0.0, 0.0, 0.0), (255.0, 255.0, 255.0))
+        self.mean = torch.tensor(mean, device=device).view(1, 3, 1, 1, 1)
+        self.std = torch.tensor(std, device=device).view(1, 3, 1, 1, 1)
 
     @torch.inference_mode()
     def __call__(self, segments: np.ndarray) -> np.ndarray:
@@ -372,6 +408,8 @@ def _encode_video(
     max_segments: int,
     batch_size: int,
     time_range: tuple[float, float] | None = None,
+    rule: str = "cover",
+    resize: str = "crop",
 ) -> np.ndarray:
     """float16 [S, tokens, C] of one opened video (whole, or the `time_range` in seconds)."""
     start, end = time_range if time_range is not None else (None, None)
@@ -379,10 +417,10 @@ def _encode_video(
         first, stop = frame_range(video.n_native, video.native_fps, start, end)
     except ValueError as error:
         raise VideoError(str(error)) from error
-    indices = segment_indices(first, stop, max_segments)  # [S, 32]
+    indices = segment_indices(first, stop, max_segments, rule=rule)  # [S, 32]
     batches = []
     for batch_start in range(0, len(indices), batch_size):
-        segments = np.stack([_read_segment(video, row, size) for row in indices[batch_start : batch_start + batch_size]])
+        segments = np.stack([_read_segment(video, row, size, resize) for row in indices[batch_start : batch_start + batch_size]])
         batches.append(encoder(segments))  # [B, 32, size, size, 3] -> [B, tokens, C]
     return np.concatenate(batches)
 
@@ -400,11 +438,18 @@ def extract_swin_features_to_shard(
     num_threads: int | None = None,
     seed: int = 0,
     skipped: dict[str, str] | None = None,
+    segment_rule: str | dict[str, str] = "cover",
+    resize: str = "crop",
+    normalise: str = "backbone",
 ) -> dict[str, dict]:
     """Encode `videos` ({video_id: path}) into the features shard `out_path`.
 
     `max_segments` is one number for every video, or {video_id: number} covering every
-    video (ViS4mer takes more segments of a training video than of a test video).
+    video (ViS4mer takes more segments of a training video than of a test video), and
+    `segment_rule` (SEGMENT_RULES) one rule or {video_id: rule} covering every video (the
+    reference code's extraction: ``dense`` for training videos, ``uniform`` for the others).
+    `resize` (vis4mer.frames.RESIZE_MODES) and `normalise` (:class:`SegmentEncoder`) are
+    recorded as shard attrs.
     `ranges` ({video_id: (start_s, end_s)}, e.g. COIN's annotated span) restricts each
     listed video to that time range; it must cover every video when given. `skipped`
     ({video_id: reason}) lists ids without a video file (e.g. unavailable for download):
@@ -426,6 +471,13 @@ def extract_swin_features_to_shard(
     per_video = max_segments if isinstance(max_segments, dict) else {video_id: max_segments for video_id in videos}
     if missing := sorted(set(videos) - set(per_video)):
         raise ValueError(f"`max_segments` has no number for {len(missing)} videos, e.g. {missing[:3]}")
+    rules = segment_rule if isinstance(segment_rule, dict) else {video_id: segment_rule for video_id in videos}
+    if missing := sorted(set(videos) - set(rules)):
+        raise ValueError(f"`segment_rule` has no rule for {len(missing)} videos, e.g. {missing[:3]}")
+    if unknown := sorted({rule for rule in rules.values()} - set(SEGMENT_RULES)):
+        raise ValueError(f"unknown segment rule(s) {unknown}; choose from {', '.join(SEGMENT_RULES)}")
+    if resize not in RESIZE_MODES:
+        raise ValueError(f"unknown resize {resize!r}; choose one of {', '.join(RESIZE_MODES)}")
     if min(per_video.values(), default=1) < 1 or batch_size < 1:
         raise ValueError(f"max_segments and batch_size must be >= 1, got {max_segments} and {batch_size}")
     if ranges is not None and (unranged := sorted(set(videos) - set(ranges))):
@@ -439,8 +491,11 @@ def extract_swin_features_to_shard(
 
     weights = as_weights(weights, seed)
     model, report = build_swin(backbone, weights, seed)
-    encoder = SegmentEncoder(model, resolve_device(device))
+    encoder = SegmentEncoder(model, resolve_device(device), normalise)
     attrs = {
+        "segment_rules": json.dumps(sorted(set(rules[video_id] for video_id in videos))),
+        "resize": resize,
+        "normalise": normalise,
         "backbone": backbone,
         "checkpoint": str(weights.file or ""),
         "weights_sha256": weights.sha256 or "",
@@ -462,7 +517,9 @@ def extract_swin_features_to_shard(
             if reason is None:
                 try:
                     video = _open_video(path)
-                    tokens = _encode_video(encoder, video, size, per_video[video_id], batch_size, time_range)  # [S, tokens, C]
+                    tokens = _encode_video(
+                        encoder, video, size, per_video[video_id], batch_size, time_range, rules[video_id], resize
+                    )  # [S, tokens, C]
                 except VideoError as error:
                     reason = str(error)
                 else:

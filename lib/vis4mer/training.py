@@ -4,9 +4,13 @@ The recipe follows the paper (ViS4mer, ECCV 2022) and its reference code:
 
 * AdamW, lr 1e-3, weight decay 0.01, with the S4 parameters in their own group
   (:func:`vis4mer.build_optimizer`);
-* ReduceLROnPlateau on the validation metric (``max`` for accuracy, ``min`` for MSE);
-* every step sees one RANDOM window of ``window_frames`` frames of each clip (see
-  :mod:`vis4mer.windows`; shorter clips are zero-padded at the end);
+* the learning-rate schedule ``lr_schedule`` (:mod:`vis4mer.schedules`): ReduceLROnPlateau on
+  the validation metric (``max`` for accuracy, ``min`` for MSE), or the reference code's
+  effective step decay;
+* every step sees one RANDOM clip of ``window_frames`` frames of each drawn video (see
+  :mod:`vis4mer.windows`: a window of consecutive frames, zero-padded at the end for shorter
+  videos, or frames spread over the whole video, ``clip_frames``), an epoch being every
+  training video once or draws weighted by the windows a video has (``epoch_draws``);
 * validation and model selection use the video-level evaluation of
   :mod:`vis4mer.evaluation` (all windows at a stride), and the checkpoint with the
   best validation metric is kept as ``best``, the latest as ``last``.
@@ -30,7 +34,8 @@ killed run continues from its last finished epoch and ends as an uninterrupted r
 (:mod:`vis4mer.resume`).
 
 Steps: :func:`train_model` sets the run up (:class:`_Run`), resumes it when it can, then
-per epoch trains (:meth:`_Run.train_epoch`), validates (:meth:`_Run.validate`), records
+per epoch trains (:meth:`_Run.train_epoch`), validates (:meth:`_Run.validate`), steps the
+learning-rate schedule (:mod:`vis4mer.schedules`), records
 the log row and the best epoch (:meth:`_Run.record`) and saves the checkpoints
 (:meth:`_Run.save`), and finally writes the log, the curve and clears the resume state
 (:meth:`_Run.finish`).
@@ -65,6 +70,7 @@ from vis4mer.distributed import DistContext, ShardedBatchSampler, WeightedItems,
 from vis4mer.evaluation import metric_for, predict_videos, score, video_loss
 from vis4mer.model import build_model
 from vis4mer.optim import build_optimizer
+from vis4mer.schedules import build_schedule
 from vis4mer.sources.splits import SplitRow
 from vis4mer.train_log import write_log_csv
 
@@ -95,6 +101,9 @@ class TrainSettings:
     grad_clip: float | None = None
     val_stride_frames: int = 1
     val_every_epochs: int = 1  # the reference code validated every 10 epochs
+    lr_schedule: str = "plateau"  # plateau | step (vis4mer.schedules)
+    epoch_draws: str = "videos"  # videos | windows (vis4mer.windows)
+    clip_frames: str = "window"  # window | spread (vis4mer.windows)
     seed: int = 0
 
     @classmethod
@@ -189,6 +198,7 @@ def train_model(
         started = time.perf_counter()
         train_loss, n_skipped, n_padded = run.train_epoch(epoch)
         val_metric, val_loss = run.validate(epoch)
+        run.schedule.after_epoch(epoch, val_metric, run.validates(epoch))
         improved = run.record(epoch, started, train_loss, val_metric, val_loss, n_skipped, n_padded)
         run.save(epoch, val_metric, val_loss, improved)
     return run.finish()
@@ -239,15 +249,19 @@ class _Run:
             store.dim, len(self.train_rows), len(self.val_rows), "classes " + ", ".join(label_names) if label_names else "regression",
         )
         self.optimizer = build_optimizer(model, lr=settings.lr, weight_decay=settings.weight_decay)
-        self.scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
-            self.optimizer, mode=self.mode, factor=settings.lr_factor, patience=settings.lr_patience
+        self.schedule = build_schedule(
+            settings.lr_schedule, self.optimizer, mode=self.mode, factor=settings.lr_factor, patience=settings.lr_patience,
+            val_every_epochs=settings.val_every_epochs, epochs=settings.epochs,
         )
         self.criterion = torch.nn.CrossEntropyLoss() if task_type == "classification" else torch.nn.MSELoss()
         self.clip_criterion = type(self.criterion)(reduction="none")  # per clip, for the distributed loss
         self.parameters = [p for p in model.parameters() if p.requires_grad]
         self.max_norm = settings.grad_clip if settings.grad_clip else math.inf
 
-        self.dataset = RandomWindowDataset(store, self.train_rows, settings.window_frames, settings.tokens, task_type, settings.seed)
+        self.dataset = RandomWindowDataset(
+            store, self.train_rows, settings.window_frames, settings.tokens, task_type, settings.seed,
+            epoch_draws=settings.epoch_draws, clip_frames=settings.clip_frames,
+        )
         # Every epoch draws its clip order from this generator, exactly as many numbers each
         # epoch whatever num_workers is (no persistent workers: a persistent iterator skips a
         # draw after the first epoch), so the order is a function of (seed, epoch) that
@@ -291,7 +305,7 @@ class _Run:
             checkpoint, self.state = saved
             self.model.load_state_dict(checkpoint["state_dict"])
             self.optimizer.load_state_dict(checkpoint["optimizer_state"])
-            self.scheduler.load_state_dict(checkpoint["scheduler_state"])
+            self.schedule.load_state_dict(checkpoint["scheduler_state"])
             self.log = [dict(row) for row in checkpoint["train_log"]]
             self.generator.set_state(self.state.generator)
             resume_state.set_rng_state(self.state.rank_rng(ctx.rank, ctx.world_size), self.device)
@@ -373,15 +387,19 @@ class _Run:
             "or check the features for NaN/inf."
         )
 
+    def validates(self, epoch: int) -> bool:
+        """Whether `epoch` ends with a validation: every val_every_epochs epochs, and the last."""
+        return epoch % self.settings.val_every_epochs == 0 or epoch == self.settings.epochs
+
     def validate(self, epoch: int) -> tuple[float, float]:
         """(video-level metric, loss) on the validation rows, NaN on epochs without validation.
 
         Rank 0 evaluates; the other ranks wait for its numbers, so every rank steps the
-        scheduler the same way (patience counts validations, as in the reference code).
+        schedule the same way (a plateau's patience counts validations, as in the reference code).
         """
         settings = self.settings
-        if not (epoch % settings.val_every_epochs == 0 or epoch == settings.epochs):
-            return math.nan, math.nan  # no scheduler step; cannot become the best checkpoint
+        if not self.validates(epoch):
+            return math.nan, math.nan  # no plateau step; cannot become the best checkpoint
         val_metric = val_loss = math.nan
         if self.ctx.is_main:
             predictions, _ = predict_videos(
@@ -391,9 +409,7 @@ class _Run:
             )
             val_metric = score(predictions, self.val_rows, self.task_type)
             val_loss = video_loss(predictions, self.val_rows, self.task_type)
-        val_metric, val_loss = self.ctx.broadcast([val_metric, val_loss])
-        self.scheduler.step(val_metric)
-        return val_metric, val_loss
+        return tuple(self.ctx.broadcast([val_metric, val_loss]))
 
     def record(self, epoch, started, train_loss, val_metric, val_loss, n_skipped, n_padded) -> bool:
         """Append the epoch's log row and update the best epoch; True when this one is the new best."""
@@ -434,7 +450,7 @@ class _Run:
             resume_state.record_best(outputs.state_dir, outputs.best, epoch)
         state.generator, state.world_size = self.generator.get_state(), ctx.world_size
         atomic.torch_save(
-            {**checkpoint, "optimizer_state": self.optimizer.state_dict(), "scheduler_state": self.scheduler.state_dict(),
+            {**checkpoint, "optimizer_state": self.optimizer.state_dict(), "scheduler_state": self.schedule.state_dict(),
              "train_log": self.log, "resume": state.to_checkpoint()},
             outputs.last,
         )

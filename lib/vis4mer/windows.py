@@ -6,10 +6,20 @@ or only the class token), and the window's tokens are flattened, frame after fra
 into one sequence ``[window_frames * tokens, dim]``: the S4 layers run along that
 sequence.
 
-Training draws one window per clip per step, its start uniform over every position
-where a full window fits (:func:`random_window_start`). Evaluation slides the window
-over the whole video at a stride (:func:`window_starts`) and the per-window outputs
-are combined into one video-level prediction (see :mod:`vis4mer.evaluation`).
+Training draws one clip per item, in one of two ways (``clip_frames``):
+
+* ``window``: a window of consecutive frames, its start uniform over every position where a
+  full window fits (:func:`random_window_start`);
+* ``spread``: the reference code's Breakfast/COIN clip, ``window_frames`` frames (Video Swin
+  segments) drawn at random over the whole video and sorted in time, each repeated when the
+  video has fewer (:func:`spread_indices`); never padded.
+
+An epoch is (``epoch_draws``) every training video once (``videos``), or as many draws with
+replacement as there are videos, each video with a probability proportional to the number of
+windows it has (``windows``, :func:`draw_epoch`): the reference code's LVU epoch, a uniform
+draw over all (video, window) pairs. Evaluation slides the window over the whole video at a
+stride (:func:`window_starts`) and the per-window outputs are combined into one video-level
+prediction (see :mod:`vis4mer.evaluation`).
 
 Short videos
 ------------
@@ -35,6 +45,8 @@ from vis4mer.feature_store import TOKEN_MODES, FeatureStore
 from vis4mer.labels import label_tensor
 from vis4mer.sources.splits import SplitRow
 
+EPOCH_DRAWS = ("videos", "windows")  # what an epoch is (module doc)
+CLIP_FRAMES = ("window", "spread")  # which frames a training clip has (module doc)
 
 # --------------------------------------------------------------------------- windows
 
@@ -44,6 +56,43 @@ def random_window_start(n_frames: int, window_frames: int, rng: np.random.Genera
     if n_frames < 1:
         raise ValueError(f"a video needs at least one frame, got {n_frames}")
     return int(rng.integers(0, max(0, n_frames - window_frames) + 1))
+
+
+def n_windows(n_frames: int, window_frames: int) -> int:
+    """The windows of a video at stride 1: max(1, n_frames - window_frames + 1).
+
+    For LVU features of ``duration + 1`` frames and 60-frame windows that is duration - 58;
+    the reference code counts duration - 59 spans (starts 0 .. duration - 60).
+    """
+    if n_frames < 1:
+        raise ValueError(f"a video needs at least one frame, got {n_frames}")
+    return max(1, n_frames - window_frames + 1)
+
+
+def draw_epoch(windows_per_video: Sequence[int], epoch_draws: str, rng: np.random.Generator) -> np.ndarray:
+    """The training rows of one epoch, as indices (module doc).
+
+    ``videos``: every row once, in order (the loader shuffles them). ``windows``: as many
+    draws with replacement, row i with probability windows_per_video[i] / their sum.
+    """
+    if epoch_draws == "videos":
+        return np.arange(len(windows_per_video))
+    if epoch_draws == "windows":
+        weights = np.asarray(windows_per_video, dtype=np.float64)
+        return rng.choice(len(weights), size=len(weights), replace=True, p=weights / weights.sum())
+    raise ValueError(f"epoch_draws must be one of {EPOCH_DRAWS}, got {epoch_draws!r}")
+
+
+def spread_indices(n_frames: int, window_frames: int, rng: np.random.Generator) -> np.ndarray:
+    """int64 [window_frames] frame indices of a ``spread`` clip (the reference code's
+    Breakfast/COIN training clip): distinct frames drawn uniformly and sorted when the video has
+    more than `window_frames`; every frame when it has as many; floor(i * n / window_frames)
+    (each frame repeated, in order) when it has fewer."""
+    if n_frames < 1:
+        raise ValueError(f"a video needs at least one frame, got {n_frames}")
+    if n_frames > window_frames:
+        return np.sort(rng.choice(n_frames, size=window_frames, replace=False)).astype(np.int64)
+    return np.arange(window_frames, dtype=np.int64) * n_frames // window_frames
 
 
 def window_starts(n_frames: int, window_frames: int, stride_frames: int) -> list[int]:
@@ -104,11 +153,13 @@ def tokens_per_frame(n_tokens: int, tokens: str) -> int:
 
 
 class RandomWindowDataset(Dataset):
-    """One random window per clip per access: ``(x [window*tokens, dim], y, padded)``.
+    """One random clip per item: ``(x [window*tokens, dim], y, padded)``.
 
-    Window starts are drawn from ``np.random.default_rng([seed, epoch, index])``, so a
-    run is reproducible whatever the number of DataLoader workers; call
-    :meth:`set_epoch` before each epoch to draw new windows.
+    An epoch has one item per training row; item i is the i-th draw of the epoch
+    (:func:`draw_epoch` with `epoch_draws`) and its clip (`clip_frames`, module doc) comes from
+    ``np.random.default_rng([seed, epoch, i])``, the draws themselves from
+    ``np.random.default_rng([seed, epoch])``: a run is reproducible whatever the number of
+    DataLoader workers or processes. Call :meth:`set_epoch` before each epoch.
     """
 
     def __init__(
@@ -119,26 +170,38 @@ class RandomWindowDataset(Dataset):
         tokens: str,
         task_type: str,
         seed: int = 0,
+        epoch_draws: str = "videos",
+        clip_frames: str = "window",
     ):
         missing = [row.video_id for row in rows if row.video_id not in store]
         if missing:
             raise ValueError(f"{len(missing)} rows have no features (first: {missing[:5]}); filter them first")
         tokens_per_frame(store.n_tokens, tokens)  # validates the mode
+        if epoch_draws not in EPOCH_DRAWS or clip_frames not in CLIP_FRAMES:
+            raise ValueError(f"epoch_draws must be one of {EPOCH_DRAWS} and clip_frames one of {CLIP_FRAMES}, "
+                             f"got {epoch_draws!r} and {clip_frames!r}")
         self.store, self.rows = store, list(rows)
         self.window_frames, self.tokens, self.task_type, self.seed = window_frames, tokens, task_type, seed
-        self.epoch = 0
+        self.epoch_draws, self.clip_frames = epoch_draws, clip_frames
+        self.windows_per_video = [n_windows(store.n_frames(row.video_id), window_frames) for row in self.rows]
+        self.set_epoch(0)
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
+        self.draws = draw_epoch(self.windows_per_video, self.epoch_draws, np.random.default_rng([self.seed, epoch]))
 
     def __len__(self) -> int:
         return len(self.rows)
 
     def __getitem__(self, index: int):
-        row = self.rows[index]
+        row = self.rows[self.draws[index]]
         rng = np.random.default_rng([self.seed, self.epoch, index])
-        start = random_window_start(self.store.n_frames(row.video_id), self.window_frames, rng)
-        frames = self.store.read(row.video_id, start, start + self.window_frames, self.tokens)
+        n_frames = self.store.n_frames(row.video_id)
+        if self.clip_frames == "spread":
+            frames = self.store.read_frames(row.video_id, spread_indices(n_frames, self.window_frames, rng), self.tokens)
+        else:
+            start = random_window_start(n_frames, self.window_frames, rng)
+            frames = self.store.read(row.video_id, start, start + self.window_frames, self.tokens)
         frames, n_valid = pad_window(frames, self.window_frames)
         x = torch.from_numpy(np.ascontiguousarray(flatten_window(frames)))
         return x, label_tensor(row.label, self.task_type), n_valid < self.window_frames

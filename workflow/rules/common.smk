@@ -41,6 +41,7 @@ from vis4mer.config import (
     by_value,
     check_config,
     dataset_evaluation,
+    dataset_recipe,
     dataset_training,
     download_sources,
     model_settings,
@@ -187,10 +188,10 @@ def task_config(dataset, task):
     return source(dataset).task_settings(task)
 
 
-def model_config(model):
-    """The model section of the config with its defaults, as train.py's ModelSpec
-    (`model` may be a {model} wildcard name/seed_<n>), keys in one order (by_value)."""
-    return by_value(model_settings(config, model))
+def model_config(wildcards):
+    """The model section of the config with its defaults and what the dataset's recipe decides,
+    as train.py's ModelSpec (the {model} wildcard may be name/seed_<n>), keys in one order (by_value)."""
+    return by_value(model_settings(config, wildcards.model, wildcards.dataset))
 
 
 def run_seed(wildcards):
@@ -201,16 +202,22 @@ def run_seed(wildcards):
 
 def training_config(wildcards):
     """Result-affecting training settings (params: changing one re-trains): the top-level
-    'training' with the dataset's overrides, and the run's seed; compared by value (by_value:
-    re-ordering the keys re-trains nothing)."""
+    'training' with the dataset's overrides, what the dataset's recipe decides, and the run's seed;
+    compared by value (by_value: re-ordering the keys re-trains nothing)."""
     training = {key: value for key, value in dataset_training(config, wildcards.dataset).items() if key not in LAUNCH_SETTINGS}
-    return by_value({**training, "seed": run_seed(wildcards)})
+    recipe = dataset_recipe(config, wildcards.dataset).training_settings()
+    return by_value({**training, **recipe, "seed": run_seed(wildcards)})
 
 
 def run_report_labels(wildcards):
     """Labels of a run's figures in the Snakemake report (its category is the dataset).
     Strings, as the report sorts and shows them as text."""
     return {"task": wildcards.task, "model": parse_run(wildcards.model)[0], "seed": str(run_seed(wildcards))}
+
+
+def run_recipe(wildcards):
+    """The dataset's recipe as a run's checkpoints record it (vis4mer.recipe.Recipe.run_record)."""
+    return dataset_recipe(config, wildcards.dataset).run_record(model_settings(config, wildcards.model)["arch"])
 
 
 def evaluation_config(dataset):
@@ -304,10 +311,14 @@ def frames_params(wildcards):
         "fps": ds["frames"]["fps"],
         "size": ds["frames"]["size"],
         "decoder": ds["frames"]["decoder"],
+        "resize": dataset_recipe(config, wildcards.dataset).resize,
     }
     keep_last_s = source(wildcards.dataset).keep_last_s(shard_ids(wildcards))
     if keep_last_s is not None:
         params["keep_last_s"] = keep_last_s
+    spread_seconds = source(wildcards.dataset).spread_seconds(shard_ids(wildcards))
+    if spread_seconds is not None:
+        params["spread_seconds"] = spread_seconds
     return params
 
 
@@ -362,7 +373,12 @@ def features_input(wildcards):
 
 def features_params(wildcards):
     ds = dataset_config(wildcards.dataset)
-    return {"backbone": ds["features"]["backbone"], "img_size": ds["frames"]["size"], **weights_params(wildcards.dataset)}
+    return {
+        "backbone": ds["features"]["backbone"],
+        "img_size": ds["frames"]["size"],
+        "normalise": dataset_recipe(config, wildcards.dataset).normalise,
+        **weights_params(wildcards.dataset),
+    }
 
 
 def features_swin_input(wildcards):
@@ -375,12 +391,16 @@ def features_swin_params(wildcards):
     ids = shard_ids(wildcards)
     roles = source(wildcards.dataset).roles()
     limits = ds["features"]["max_segments"]
+    recipe = dataset_recipe(config, wildcards.dataset)
     planned = _planned_videos(wildcards)
     params = {
         "backbone": ds["features"]["backbone"],
         "size": ds["frames"]["size"],
         "ids": planned.pop("ids"),
         "max_segments": {v: limits["train"] if roles[v] == "train" else limits["test"] for v in ids},
+        "segment_rules": {v: recipe.segment_rule(roles[v]) for v in ids},
+        "resize": recipe.resize,
+        "normalise": recipe.normalise,
         **planned,
     }
     return {**params, **weights_params(wildcards.dataset)}
@@ -415,8 +435,8 @@ def aggregate_input(wildcards):
 
 
 def aggregate_info(wildcards):
-    """What all.json reports beside the metrics (vis4mer.sources.Source.summary_info)."""
-    return source(wildcards.dataset).summary_info()
+    """What all.json reports beside the metrics (vis4mer.sources.Source.summary_info) and the recipe."""
+    return {**source(wildcards.dataset).summary_info(), "recipe": dataset_recipe(config, wildcards.dataset).as_record()}
 
 
 def all_targets():

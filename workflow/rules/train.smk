@@ -23,8 +23,9 @@ rule train:
     params:
         run="{dataset}/{task}/{model}",
         task=lambda wildcards: task_config(wildcards.dataset, wildcards.task),
-        model=lambda wildcards: model_config(wildcards.model),
-        training=lambda wildcards: training_config(wildcards),
+        model=model_config,
+        training=training_config,
+        recipe=run_recipe,
         # a function of `output` too: derived from the layout, not a setting, so Snakemake
         # does not record it among the params whose change re-runs the job
         replaces=lambda wildcards, output: model_results(wildcards),

@@ -17,7 +17,10 @@ def main():
         p["weights"], p["backbone"], record=snakemake.input.get("weights"), seed=p.get("init_seed", 0)
     )
     device = resolve_device(runtime(snakemake)["device"])
-    logger.info("backbone %s (img_size %s), weights %s, device %s", p["backbone"], p["img_size"], weights.identity, device)
+    logger.info(
+        "backbone %s (img_size %s, normalise %s), weights %s, device %s", p["backbone"], p["img_size"], p["normalise"],
+        weights.identity, device,
+    )
     manifest = extract_features_to_shard(
         snakemake.input.frames,
         snakemake.output[0],
@@ -27,6 +30,7 @@ def main():
         device=str(device),
         img_size=p["img_size"],
         seed=p.get("init_seed", 0),
+        normalise=p["normalise"],
     )
     n_ok = sum(entry["status"] == "ok" for entry in manifest.values())
     logger.info("features for %d videos, %d skipped", n_ok, len(manifest) - n_ok)

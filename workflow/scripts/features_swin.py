@@ -38,6 +38,9 @@ def main():
         num_threads=snakemake.threads,
         seed=p.get("init_seed", 0),
         skipped=missing,
+        segment_rule={v: p["segment_rules"][v] for v in videos},
+        resize=p["resize"],
+        normalise=p["normalise"],
     )
     n_ok = sum(entry["status"] == "ok" for entry in manifest.values())
     logger.info("features for %d videos, %d skipped", n_ok, len(manifest) - n_ok)

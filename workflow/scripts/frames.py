@@ -1,7 +1,7 @@
 """Rule frames: decode the videos of one shard into a frames shard.
 
 The shard's ids, the files known when the DAG was built (and why the others have none),
-COIN-style ranges and LVU's keep-last durations come as params (common.smk, from the
+COIN-style ranges, LVU's keep-last or spread durations and the resize come as params (common.smk, from the
 dataset's source and shard plan); a downloaded dataset's files come from its manifests.
 """
 
@@ -24,11 +24,17 @@ def main():
         keep_last_s = {vid: seconds for vid, seconds in p["keep_last_s"].items() if vid in videos}
         if unknown := sorted(set(videos) - set(keep_last_s)):
             logger.warning("no duration in %s for %s: decoded whole", snakemake.input.durations, unknown)
+    spread_seconds = {}
+    if "spread_seconds" in p:  # LVU, recipe item lvu_frame_times spread: duration + 1 frames over the file
+        spread_seconds = {vid: seconds for vid, seconds in p["spread_seconds"].items() if vid in videos}
+        if unknown := sorted(set(videos) - set(spread_seconds)):
+            logger.warning("no duration in lvu_durations.csv for %s: sampled at %s fps", unknown, p["fps"])
     ranges = {vid: tuple(r) for vid, r in p.get("ranges", {}).items() if vid in videos}
-    logger.info("shard %d/%d: %d videos, fps %s, size %s, decoder %s", p["shard_index"], p["n_shards"], len(videos), p["fps"], p["size"], p["decoder"])
+    logger.info("shard %d/%d: %d videos, fps %s, size %s (%s), decoder %s", p["shard_index"], p["n_shards"], len(videos), p["fps"],
+                p["size"], p["resize"], p["decoder"])
     manifest = decode_videos_to_shard(
         videos, snakemake.output[0], fps=p["fps"], size=p["size"], decoder=p["decoder"],
-        ranges=ranges, keep_last_s=keep_last_s, skipped=missing,
+        ranges=ranges, keep_last_s=keep_last_s, skipped=missing, resize=p["resize"], spread_seconds=spread_seconds,
     )
     skipped = {vid: entry["message"] for vid, entry in manifest.items() if entry["status"] != "ok"}
     logger.info("decoded %d videos, skipped %d", len(manifest) - len(skipped), len(skipped))

@@ -75,7 +75,7 @@ def main():
             options=options,
             outputs=outputs,
             extra_metadata={"model_config_name": snakemake.wildcards.model, "dataset": snakemake.wildcards.dataset,
-                            "task_name": snakemake.wildcards.task, **for_inference},
+                            "task_name": snakemake.wildcards.task, "recipe": snakemake.params.recipe, **for_inference},
         )
         if n_processes > 1:
             from vis4mer.launch import train_with_torchrun

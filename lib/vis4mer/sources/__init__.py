@@ -204,6 +204,11 @@ class Source:
         (LVU's lvu_durations.csv), else None; for estimates (vis4mer doctor)."""
         return None
 
+    def spread_seconds(self, ids: Iterable[str]) -> dict[str, float] | None:
+        """{id: seconds} of the videos whose frames are spread over the whole file, seconds + 1 of
+        them (LVU under recipe item lvu_frame_times spread), None when sampling at frames.fps."""
+        return None
+
     def roles(self) -> dict[str, str]:
         """{id: "train" | "test"}: train for a video of some task's train split."""
         return {video_id: info.role for video_id, info in self.videos().items()}

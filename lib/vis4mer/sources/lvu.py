@@ -27,11 +27,11 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import dataclass, field
-from functools import cached_property
 from pathlib import Path
 from typing import Callable, Iterable, Literal
 
 from vis4mer.labels import LabelTransform
+from vis4mer.recipe import dataset_recipe
 from vis4mer.sources import PAPER, Benchmark, SourceData, TaskData, VideoInfo, roles
 from vis4mer.sources.splits import SPLITS, SplitRow, as_field
 
@@ -363,12 +363,14 @@ class LvuSource(Benchmark):
             return {"source": self.split_dir}  # the fetched directory
         return {"source": [os.path.join(self.split_dir, task, f"{split}.csv") for split in SPLITS]}
 
-    @cached_property
-    def _durations(self) -> dict[str, float]:
-        try:
-            return read_durations(self.split_dir)
-        except (OSError, ValueError) as error:
-            raise ValueError(f"dataset {self.name!r} (trim_preview, see datasets.{self.name}.split_dir): {error}") from error
+    def _durations(self, why: str) -> dict[str, float]:
+        """lvu_durations.csv, read once; `why` it is needed names the setting in errors."""
+        if getattr(self, "_read_durations", None) is None:
+            try:
+                self._read_durations = read_durations(self.split_dir)
+            except (OSError, ValueError) as error:
+                raise ValueError(f"dataset {self.name!r} ({why}, see datasets.{self.name}.split_dir): {error}") from error
+        return self._read_durations
 
     def durations(self):
         path = Path(self.split_dir) / DURATIONS_FILE
@@ -377,7 +379,15 @@ class LvuSource(Benchmark):
     def keep_last_s(self, ids):
         if not self.settings["trim_preview"]:
             return None
-        return {v: self._durations[v] for v in ids if v in self._durations}
+        durations = self._durations("trim_preview")
+        return {v: durations[v] for v in ids if v in durations}
+
+    def spread_seconds(self, ids):
+        # the durations are the frames job's params (a changed duration re-runs it), no input file
+        if dataset_recipe(self.settings).lvu_frame_times != "spread":
+            return None
+        durations = self._durations("recipe item lvu_frame_times spread")
+        return {v: durations[v] for v in ids if v in durations}
 
     def frames_inputs(self):
         if not self.settings["trim_preview"]:
