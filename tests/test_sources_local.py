@@ -75,3 +75,44 @@ def test_local_config_errors_name_the_key(tasks, expected):
     config = validate_config(config_with("mine", {"source": "local", "video_dir": "v", "split_dir": "s", "tasks": tasks}))
     with pytest.raises(ConfigError, match=expected):
         check_config(config)
+
+
+def test_a_video_in_two_splits_of_a_task_is_an_error_naming_the_files_and_ids(tmp_path):
+    root = write_dataset(tmp_path)
+    write_split_csv(root / "splits" / "genre" / "test.csv", [SplitRow("d", 0, "x"), SplitRow("a", 1, "x")])  # a: train too
+    with pytest.raises(sources.SourceError) as error:
+        local_source(root).video_ids()
+    message = str(error.value)
+    assert "dataset 'mine': task genre: 1 video(s) in both the train split" in message
+    assert f"({root / 'splits' / 'genre' / 'train.csv'})" in message and f"({root / 'splits' / 'genre' / 'test.csv'})" in message
+    assert "genre/test.csv): a. A video in two splits leaks into the result" in message
+    assert "or set datasets.mine.allow_split_overlap: true to accept it" in message
+    assert local_source(root, allow_split_overlap=True).video_ids() == ("a", "b", "c", "d", "e", "f")  # the opt-in
+
+
+def test_the_test_split_used_for_validation_on_purpose_is_no_overlap(tmp_path):
+    from _workflow_media import write_coin
+
+    annotations = write_coin(tmp_path, tmp_path / "served")
+    settings = dataset_settings("c", {"source": "coin", "annotations": str(annotations), "tasks": {"task": {"type": "classification"}},
+                                      "validation": {"strategy": "test"}})
+    task = sources.open_source("c", settings).tasks()["task"]
+    assert task.splits["val"] == task.splits["test"]
+
+
+def test_an_empty_test_split_is_warned_about_naming_the_file(tmp_path, caplog):
+    root = write_dataset(tmp_path)
+    (root / "splits" / "genre" / "test.csv").write_text("class_id class_name youtube_id imdb_id\n")
+    with caplog.at_level("WARNING"):
+        assert local_source(root).video_ids() == ("a", "b", "c", "e", "f")
+    assert [r.getMessage() for r in caplog.records] == [
+        f"dataset 'mine': task genre: the test split ({root / 'splits' / 'genre' / 'test.csv'}) lists no videos: nothing is evaluated (the metric is n/a)"
+    ]
+
+
+def test_a_video_dir_that_does_not_exist_fails_the_config_check_naming_the_key(tmp_path):
+    root = write_dataset(tmp_path)
+    config = validate_config(config_with("mine", {"source": "local", "video_dir": str(root / "vidoes"), "split_dir": str(root / "splits"),
+                                                  "tasks": TASKS}))
+    with pytest.raises(ConfigError, match=rf"config: datasets.mine.video_dir: {root / 'vidoes'} is not an existing folder"):
+        check_config(config)

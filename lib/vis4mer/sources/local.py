@@ -48,6 +48,8 @@ class LocalSource(Source):
                     LabelTransform.from_config(spec.get("label_column"), spec["label_transform"], f"datasets.{name}.tasks.{task}.label_transform")
                 except ValueError as error:
                     yield str(error)
+        if not os.path.isdir(settings["video_dir"]):
+            yield f"datasets.{name}.video_dir: {settings['video_dir']} is not an existing folder (the folder holding <video_id>.<ext>)"
 
     def split_file(self, task, split):
         return os.path.join(self.settings["split_dir"], task, f"{split}.csv")
