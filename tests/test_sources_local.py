@@ -116,3 +116,58 @@ def test_a_video_dir_that_does_not_exist_fails_the_config_check_naming_the_key(t
                                                   "tasks": TASKS}))
     with pytest.raises(ConfigError, match=rf"config: datasets.mine.video_dir: {root / 'vidoes'} is not an existing folder"):
         check_config(config)
+
+
+def write_csv_dataset(root):
+    """genre as ordinary CSVs (names with spaces and commas, quoted; ranges for some videos);
+    views: a regression task with its own label column."""
+    files = {
+        "genre": {
+            "train": 'video_id,label,label_name,start,end\na,0,"road, movie",1.5,6\nb,1,drama,,\n',
+            "val": "video_id,label,label_name,start,end\nc,1,drama,2,\n",
+            "test": "video_id,label,label_name,start,end\nd,0,\"road, movie\",,4\n",
+        },
+        "views": {"train": "video_id,views\nc,100\n", "val": "video_id,views\ne,10\n", "test": "video_id,views\nf,1000\n"},
+    }
+    for task, splits in files.items():
+        for split, text in splits.items():
+            (root / "splits" / task).mkdir(parents=True, exist_ok=True)
+            (root / "splits" / task / f"{split}.csv").write_text(text)
+    (root / "videos").mkdir()
+    for name in ("a.mp4", "b.mp4", "c.mp4", "d.mp4", "e.mp4"):
+        (root / "videos" / name).write_bytes(b"")
+    return root
+
+
+def test_a_local_dataset_from_ordinary_csv_files(tmp_path):
+    source = local_source(write_csv_dataset(tmp_path))
+    assert source.video_ids() == ("a", "b", "c", "d", "e", "f")
+    assert source.tasks()["genre"].splits["train"] == [SplitRow("a", 0, "road, movie"), SplitRow("b", 1, "drama")]
+    assert [r.label for r in source.tasks()["views"].splits["test"]] == [pytest.approx(6.907755278982137)]  # log 1000
+    assert source.task_settings("genre") == {"type": "classification", "id_column": "video_id", "label_column": "label", "label_transform": {}}
+    assert source.task_settings("views")["label_column"] == "views"  # the task's own column
+    # start/end: the part of the video used (an empty one: from the start / to the end)
+    assert source.ranges(source.video_ids()) == {"a": [1.5, 6.0], "c": [2.0, None], "d": [None, 4.0]}
+    # what the train and evaluate jobs read back from the same files
+    from vis4mer.labels import read_task_rows
+
+    settings = source.task_settings("genre")
+    assert read_task_rows(source.split_file("genre", "test"), settings["id_column"], settings["label_column"]) == [SplitRow("d", 0, "road, movie")]
+
+
+@pytest.mark.parametrize(
+    ("file", "text", "expected"),
+    [
+        ("genre/val.csv", "c 1 drama -\n", r"task genre: the split files mix formats \(train.csv: csv, val.csv: lvu, test.csv: csv\)"),
+        ("genre/val.csv", "video_id,label,start,end\nc,1,3,2\n", r"genre/val.csv:2: end 2.0 is not after start 3.0"),
+        ("genre/val.csv", "video_id,label,start\nc,1,soon\n", r"genre/val.csv:2: start 'soon' is not a number of seconds"),
+        ("genre/val.csv", "video_id,label\nc,1,x\n", r"genre/val.csv:2: 3 fields, header has 2 \(quote a field that holds a comma\)"),
+        ("genre/val.csv", "video,label\nc,1\n", r"genre/val.csv has no column 'video_id'"),
+        ("views/train.csv", "video_id,views,start\nc,100,1\n", r"video c has start/end \[1.0, None\] in .*views/train.csv but \[2.0, None\] in .*genre/val.csv"),
+    ],
+)
+def test_csv_split_file_errors_name_the_file_and_line(tmp_path, file, text, expected):
+    root = write_csv_dataset(tmp_path)
+    (root / "splits" / file).write_text(text)
+    with pytest.raises(sources.SourceError, match=expected):
+        local_source(root).video_ids()
