@@ -9,13 +9,15 @@ from vis4mer.frames import (
     CHUNK_FRAMES,
     decode_video,
     decode_videos_to_shard,
+    frames_shown_at,
     iter_video_chunks,
     resize_and_crop,
     sample_indices,
+    sample_times,
     video_file_problem,
 )
 from _video import grey_frames
-from _video import write_video as write_h264
+from _video import write_vfr_video, write_video as write_h264
 from vis4mer.shards import open_shard, read_manifest
 
 # (video id, native fps, seconds, width, height); decord 0.6 fails on some small
@@ -94,6 +96,26 @@ def test_streaming_decodes_the_same_frames_one_chunk_at_a_time(videos, decoder):
     assert len(chunks) == 2
     assert all(len(chunk) <= CHUNK_FRAMES for chunk in chunks)
     np.testing.assert_array_equal(np.concatenate(chunks), decode_video(path, 8.0, 16, decoder)[0])
+
+
+@pytest.mark.parametrize("decoder", decoders())
+def test_a_variable_frame_rate_video_is_sampled_by_presentation_time(tmp_path, decoder):
+    """30 fps for 5 s, then 3 fps for 5 s (165 frames, 16.5 fps on average): by frame index,
+    1 fps sampling would stop at 0.55 x 9 s; by PTS, frame i shows second i of the video."""
+    path = write_vfr_video(tmp_path / "vfr.mp4", [(30, 5), (3, 5)])
+    frames, native_fps, n_native = decode_video(path, 1.0, 16, decoder)
+    assert n_native == 165 and len(frames) == 9  # the last frame ends at 9.7 s (the rate of the stream's header)
+    np.testing.assert_allclose(frames.mean(axis=(1, 2, 3)), 10 * np.arange(9) + 40, atol=2)
+    # the streamed frames (vis4mer predict) are the same
+    np.testing.assert_array_equal(np.concatenate(list(iter_video_chunks(path, 1.0, 16, decoder))), frames)
+    part, _, _ = decode_video(path, 2.0, 16, decoder, start_s=4.0, end_s=7.0)  # a range: times 4, 4.5, ... 6.5
+    np.testing.assert_allclose(part.mean(axis=(1, 2, 3)), 10 * np.array([4, 4, 5, 5, 6, 6]) + 40, atol=2)
+
+
+def test_frames_shown_at_go_by_presentation_time():
+    timestamps = np.array([0.0, 0.1, 0.2, 1.0, 2.0])  # 10 fps, then 1 fps
+    np.testing.assert_array_equal(frames_shown_at(timestamps, [0.0, 0.15, 0.5, 1.0, 1.99, 2.5]), [0, 1, 2, 3, 3, 4])
+    np.testing.assert_array_equal(sample_times(3.0, 2.0, 0.5), [0.5, 1.0, 1.5, 2.0, 2.5])
 
 
 def test_file_problems_are_found_before_decoding(videos, tmp_path):

@@ -1,11 +1,14 @@
 """Video decoding, in one place: video files checked, decoded whole or streamed chunk by
 chunk at a fixed frame rate, and written as one frames shard (see vis4mer.shards).
 
-Sampling rule: a video of `n` native frames at `native_fps` lasts
+Sampling rule: a video of `n` native frames at the average rate `native_fps` lasts
 ``duration_s = n / native_fps``; it gives ``T = max(1, floor(duration_s * fps))``
-frames, taken at t_i = i / fps (i = 0..T-1), each being the native frame shown at
-t_i: index ``floor(t_i * native_fps)``. Indices come from the average frame rate
-(constant-frame-rate assumption), identically for both decoders.
+frames, taken at t_i = i / fps (i = 0..T-1) (:func:`sample_times`), each being the native
+frame shown at t_i: the last one whose presentation time (PTS, from the first frame's) is
+<= t_i (:func:`frames_shown_at`). Both decoders go by the PTS - decord by its frame
+timestamps, torchcodec by the frame it plays at t_i - so a variable-frame-rate video (a
+30 fps part, then a 3 fps part) is sampled over its whole duration; at a constant rate this
+is index ``floor(t_i * native_fps)`` (:func:`sample_indices`).
 
 Each frame becomes `size` x `size` in one of two ways (``resize``, RESIZE_MODES):
 
@@ -81,16 +84,31 @@ def time_range(
     return start, end
 
 
+def sample_times(duration_s: float, fps: float, start_s: float = 0.0, end_s: float | None = None) -> np.ndarray:
+    """float64 [T] times in seconds at `fps` from `start_s` to `end_s` (None: `duration_s`),
+    T = max(1, floor((end - start) * fps)) (the rule in the module docstring)."""
+    end = duration_s if end_s is None else min(end_s, duration_s)
+    n_samples = max(1, math.floor((end - start_s) * fps + 1e-9))
+    return start_s + np.arange(n_samples) / fps
+
+
+PTS_TOLERANCE_S = 1e-4  # a frame whose PTS is this close after t counts as shown at t (float32 timestamps)
+
+
+def frames_shown_at(timestamps: np.ndarray, times: np.ndarray) -> np.ndarray:
+    """int64 native frame indices of the frames shown at `times`: the last frame whose
+    presentation time (`timestamps`, ascending, seconds from the first frame) is <= t."""
+    indices = np.searchsorted(np.asarray(timestamps, dtype=np.float64), np.asarray(times) + PTS_TOLERANCE_S, side="right") - 1
+    return np.clip(indices, 0, len(timestamps) - 1).astype(np.int64)
+
+
 def sample_indices(
     n_native: int, native_fps: float, fps: float, start_s: float = 0.0, end_s: float | None = None
 ) -> np.ndarray:
-    """int64 [T] native frame indices sampled at `fps` (rule in the module docstring),
-    from `start_s` to `end_s` (None: the end of the video)."""
-    duration_s = n_native / native_fps
-    end = duration_s if end_s is None else min(end_s, duration_s)
-    n_samples = max(1, math.floor((end - start_s) * fps + 1e-9))
-    times = start_s + np.arange(n_samples) / fps
-    return np.minimum(np.floor(times * native_fps + 1e-6).astype(np.int64), n_native - 1)
+    """int64 [T] native frame indices sampled at `fps` from `start_s` to `end_s` (None: the end)
+    of a constant-frame-rate video, frame k shown at k / native_fps (rule in the module docstring)."""
+    times = sample_times(n_native / native_fps, fps, start_s, end_s)
+    return frames_shown_at(np.arange(n_native) / native_fps, times)
 
 
 def spread_indices(n_native: int, seconds: float) -> np.ndarray:
@@ -151,34 +169,49 @@ def import_decoder(decoder: str) -> None:
 
 
 def _open_decord(path: Path):
-    """(read(indices) -> uint8 [N, H, W, 3], native_fps, n_native_frames)"""
+    """(read(indices), read_at(times), native_fps, n_native_frames); frames uint8 [N, H, W, 3],
+    `times` in seconds from the first frame (mapped to indices by decord's frame timestamps)."""
     import decord
 
     reader = decord.VideoReader(str(path), num_threads=1)
-    return (lambda indices: reader.get_batch(indices).asnumpy()), reader.get_avg_fps(), len(reader)
+    n_native = len(reader)
+    starts = reader.get_frame_timestamp(np.arange(n_native))[:, 0].astype(np.float64) if n_native else np.zeros(0)
+    timestamps = starts - starts[0] if n_native else starts
+    read = lambda indices: reader.get_batch(list(indices)).asnumpy()  # noqa: E731
+    read_at = lambda times: read(frames_shown_at(timestamps, times).tolist())  # noqa: E731
+    return read, read_at, reader.get_avg_fps(), n_native
 
 
 def _open_torchcodec(path: Path):
-    """(read(indices) -> uint8 [N, H, W, 3], native_fps, n_native_frames)"""
+    """(read(indices), read_at(times), native_fps, n_native_frames); frames uint8 [N, H, W, 3],
+    `times` in seconds from the first frame (the frames torchcodec plays then)."""
     from torchcodec.decoders import VideoDecoder
 
     decoder = VideoDecoder(str(path), dimension_order="NHWC")
-    read = lambda indices: decoder.get_frames_at(indices).data.numpy()  # noqa: E731
-    return read, decoder.metadata.average_fps, decoder.metadata.num_frames
+    metadata = decoder.metadata
+    begin = metadata.begin_stream_seconds or 0.0
+    last = (metadata.end_stream_seconds or begin) - PTS_TOLERANCE_S  # torchcodec refuses a time at or after the end
+
+    def read_at(times):
+        return decoder.get_frames_played_at(np.minimum(begin + np.asarray(times), last).tolist()).data.numpy()
+
+    read = lambda indices: decoder.get_frames_at(list(indices)).data.numpy()  # noqa: E731
+    return read, read_at, metadata.average_fps, metadata.num_frames
 
 
 _OPEN = {"decord": _open_decord, "torchcodec": _open_torchcodec}
 
 
 class VideoReader:
-    """An opened video file: its native frame rate and frame count, and frames by index,
-    resized with :func:`resize_frames`. Decoder errors are raised as the decoder's own."""
+    """An opened video file: its native (average) frame rate and frame count, and frames by
+    index or by presentation time, resized with :func:`resize_frames`. Decoder errors are
+    raised as the decoder's own."""
 
     def __init__(self, path, decoder: str = "decord"):
         if decoder not in _OPEN:
             raise ValueError(f"unknown decoder {decoder!r}; choose one of {DECODERS}")
         self.path, self.decoder = Path(path), decoder
-        self._read, self.native_fps, self.n_native = _OPEN[decoder](self.path)
+        self._read, self._read_at, self.native_fps, self.n_native = _OPEN[decoder](self.path)
         if not self.n_native or not self.native_fps:
             raise ValueError(f"{decoder} reports {self.n_native} frames at {self.native_fps} fps")
 
@@ -187,18 +220,23 @@ class VideoReader:
         return self.n_native / self.native_fps
 
     def sample(self, fps: float, start_s=None, end_s=None, keep_last_s=None) -> np.ndarray:
-        """Native frame indices at `fps` over the part of the video :func:`time_range` selects."""
+        """Times (s) at `fps` over the part of the video :func:`time_range` selects (:func:`sample_times`)."""
         start, end = time_range(self.duration_s, start_s, end_s, keep_last_s)
-        return sample_indices(self.n_native, self.native_fps, fps, start, end)
+        return sample_times(self.duration_s, fps, start, end)
 
     def read(self, indices, size: int, resize: str = "crop") -> np.ndarray:
         """uint8 [len(indices), size, size, 3]: the frames at native `indices`, resized (:func:`resize_frames`)."""
         return resize_frames(self._read(np.asarray(indices, dtype=np.int64).tolist()), size, resize)
 
-    def chunks(self, indices, size: int, resize: str = "crop") -> Iterator[np.ndarray]:
-        """:meth:`read` of `indices`, CHUNK_FRAMES at a time."""
-        for start in range(0, len(indices), CHUNK_FRAMES):
-            yield self.read(indices[start : start + CHUNK_FRAMES], size, resize)
+    def read_at(self, times, size: int, resize: str = "crop") -> np.ndarray:
+        """uint8 [len(times), size, size, 3]: the frames shown at `times` (s, by PTS), resized."""
+        return resize_frames(self._read_at(np.asarray(times, dtype=np.float64)), size, resize)
+
+    def chunks(self, positions, size: int, resize: str = "crop", *, by_index: bool = False) -> Iterator[np.ndarray]:
+        """:meth:`read_at` of the times `positions` (or :meth:`read` of indices, `by_index`), CHUNK_FRAMES at a time."""
+        read = self.read if by_index else self.read_at
+        for start in range(0, len(positions), CHUNK_FRAMES):
+            yield read(positions[start : start + CHUNK_FRAMES], size, resize)
 
 
 def decode_video(
@@ -225,10 +263,9 @@ def decode_video(
     if spread_seconds is not None:
         if start_s is not None or end_s is not None or keep_last_s is not None:
             raise ValueError("spread_seconds samples the whole file: it takes no start_s, end_s or keep_last_s")
-        indices = spread_indices(video.n_native, spread_seconds)
+        frames = np.concatenate(list(video.chunks(spread_indices(video.n_native, spread_seconds), size, resize, by_index=True)))
     else:
-        indices = video.sample(fps, start_s, end_s, keep_last_s)
-    frames = np.concatenate(list(video.chunks(indices, size, resize)))
+        frames = np.concatenate(list(video.chunks(video.sample(fps, start_s, end_s, keep_last_s), size, resize)))
     return frames, video.native_fps, video.n_native
 
 
