@@ -210,3 +210,47 @@ def test_decode_spreads_duration_plus_one_frames_over_the_whole_file_and_squashe
         assert shard["videos"]["v_c"].shape == (5, 16, 16, 3) and "spread_seconds" not in shard["videos"]["v_c"].attrs
     with pytest.raises(ValueError, match="spread_seconds samples the whole file"):
         decode_videos_to_shard(chosen, out, 1.0, 16, spread_seconds={"v_b": 9}, keep_last_s={"v_b": 3.0})
+
+
+@pytest.fixture(scope="module")
+def av1_video(tmp_path_factory):
+    """A 64x64 AV1 .mp4 (3 s at 4 fps) made with the system ffmpeg, which decord cannot decode."""
+    import shutil
+    import subprocess
+
+    path = tmp_path_factory.mktemp("av1") / "av1.mp4"
+    encoders = subprocess.run(["ffmpeg", "-hide_banner", "-encoders"], capture_output=True, text=True).stdout if shutil.which("ffmpeg") else ""
+    encoder = next((name for name in ("libsvtav1", "libaom-av1") if name in encoders), None)
+    if encoder is None:
+        pytest.skip("no AV1 encoder in this ffmpeg")
+    subprocess.run(["ffmpeg", "-hide_banner", "-loglevel", "error", "-y", "-f", "lavfi", "-i", "testsrc2=size=64x64:rate=4:duration=3",
+                    "-c:v", encoder, "-pix_fmt", "yuv420p", str(path)], check=True)
+    return path
+
+
+def test_a_video_decord_cannot_read_is_read_with_torchcodec_and_recorded(av1_video, tmp_path, caplog):
+    if len(decoders()) < 2:
+        pytest.skip("torchcodec is not importable here")
+    with caplog.at_level("WARNING"):
+        manifest = decode_videos_to_shard({"yt": av1_video}, tmp_path / "frames.h5", fps=1.0, size=16, decoder="decord")
+    assert manifest["yt"]["status"] == "ok"
+    with open_shard(tmp_path / "frames.h5") as shard:
+        video = shard["videos"]["yt"]
+        assert video.shape == (3, 16, 16, 3) and video.attrs["decoder"] == "torchcodec"
+        assert video.attrs["decoder_fallback"].startswith(f"decord could not decode {av1_video}: DECORDError")
+    assert f"decord could not decode {av1_video}" in caplog.text and "(av1 video); read with torchcodec instead" in caplog.text
+    # vis4mer predict's streamed frames: the same fallback
+    np.testing.assert_array_equal(np.concatenate(list(iter_video_chunks(av1_video, 1.0, 16, "decord"))),
+                                  decode_video(av1_video, 1.0, 16, "torchcodec")[0])
+
+
+def test_without_the_other_decoder_the_message_says_which_one_reads_the_video(av1_video, monkeypatch):
+    from vis4mer import frames
+
+    monkeypatch.setattr(frames, "decoder_problem", lambda decoder: "ModuleNotFoundError: No module named 'torchcodec'")
+    with pytest.raises(frames.VideoError) as error:
+        decode_video(av1_video, 1.0, 16, "decord")
+    message = str(error.value)
+    assert message.startswith(f"decord could not decode {av1_video}: DECORDError")
+    assert message.endswith("; av1 video: torchcodec reads it, decord does not, but torchcodec is not installed "
+                            "(ModuleNotFoundError: No module named 'torchcodec'): install it (requirements/base.txt)")

@@ -99,11 +99,13 @@ def _encode_sample(ffmpeg: str, encoders: Iterable[str], path: Path) -> str | No
 
 
 def _decodes(decoder: str, path: Path) -> str | None:
-    """None when `decoder` reads frames of `path`, else its error."""
-    from vis4mer.frames import decode_video
+    """None when `decoder` reads frames of `path`, else its error (that decoder alone, without
+    the other one the stages fall back on)."""
+    from vis4mer.frames import VideoReader
 
     try:
-        frames, _, _ = decode_video(path, fps=1.0, size=32, decoder=decoder)
+        video = VideoReader(path, decoder)
+        frames = video.read_at(video.sample(1.0), 32)
     except Exception as error:  # the decoders raise their own types
         message = str(error).splitlines()[0] if str(error) else type(error).__name__
         return message.rpartition("ERROR ")[2][:120]  # decord prefixes a source location

@@ -26,12 +26,16 @@ LVU as the reference code sampled it (``spread_seconds``, :func:`spread_indices`
 whose clip lasts `d` whole seconds (lvu_durations.csv) gives d + 1 frames, at native indices
 int(n / d * i) for i < d and the last frame, spread over the whole file whatever its length.
 
-A missing, empty or undecodable file is recorded in the shard manifest with the
-reason (``ShardWriter.skip``) and the loop goes on with the next video.
+A video the configured decoder cannot read (decord cannot decode AV1, which YouTube serves;
+it also fails on some small rotated videos) is read with the other decoder when that one is
+installed (:func:`read_video`): the shard records it (the video's attrs ``decoder`` and
+``decoder_fallback``) and the job log says so; when the other is not installed, the message
+says which decoder can. A missing, empty or undecodable file is recorded in the shard
+manifest with the reason (``ShardWriter.skip``) and the loop goes on with the next video.
 
 Users: the frames stage (:func:`decode_videos_to_shard`), ``vis4mer predict``
 (:func:`check_video_file`, :func:`decode_video`, :func:`iter_video_chunks`), the Video Swin
-features (:class:`VideoReader`, :func:`video_file_problem`) and the downloads
+features (:func:`open_video`, :func:`video_file_problem`) and the downloads
 (:data:`VIDEO_EXTENSIONS`).
 
 Part of a video: a time range [start_s, end_s) (e.g. COIN's annotated span) and/or
@@ -43,8 +47,9 @@ The range actually decoded is stored as the attrs ``start_s`` / ``end_s`` of eac
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator, TypeVar
 
 import numpy as np
 import torch
@@ -168,6 +173,55 @@ def import_decoder(decoder: str) -> None:
         import torchcodec.decoders  # noqa: F401
 
 
+def other_decoder(decoder: str) -> str:
+    """The decoder that is not `decoder` (DECODERS has two)."""
+    return DECODERS[1 - DECODERS.index(decoder)]
+
+
+def decoder_problem(decoder: str) -> str | None:
+    """Why `decoder` cannot be imported here, or None."""
+    try:
+        import_decoder(decoder)
+    except Exception as error:  # ImportError, or torchcodec's RuntimeError without FFmpeg's libraries
+        return f"{type(error).__name__}: {error}"
+    return None
+
+
+def _codec(path: Path) -> str | None:
+    """The codec of the first video stream (FFmpeg's name, e.g. av1), or None when it cannot be told."""
+    try:
+        import av
+
+        with av.open(str(path)) as container:
+            return container.streams.video[0].codec_context.codec.canonical_name if container.streams.video else None
+    except Exception:
+        return None
+
+
+_Result = TypeVar("_Result")
+
+
+def _with_fallback(path: Path, decoder: str, attempt: Callable[[str], _Result], action: str = "decode") -> tuple[_Result, str, str | None]:
+    """(attempt(decoder), decoder, None), or when that raises (attempt(the other), the other,
+    why `decoder` failed); a VideoError says why neither read the file, or which decoder can.
+    `action` (decode, open) is what the messages say the decoder could not do."""
+    try:
+        return attempt(decoder), decoder, None
+    except Exception as error:  # decord's DECORDError, torchcodec's RuntimeError, ...
+        failed = f"{decoder} could not {action} {path}: {type(error).__name__}: {error}"
+    other = other_decoder(decoder)
+    codec = _codec(path)
+    if (problem := decoder_problem(other)) is not None:
+        can = f"{codec} video: torchcodec reads it, decord does not" if codec == "av1" else f"{other} may read it"
+        raise VideoError(f"{failed}; {can}, but {other} is not installed ({problem}): install it (requirements/base.txt)")
+    try:
+        result = attempt(other)
+    except Exception as error:
+        raise VideoError(f"{failed}; {other} could not either: {type(error).__name__}: {error}") from error
+    logger.warning("%s%s; read with %s instead", failed, f" ({codec} video)" if codec else "", other)
+    return result, other, failed
+
+
 def _open_decord(path: Path):
     """(read(indices), read_at(times), native_fps, n_native_frames); frames uint8 [N, H, W, 3],
     `times` in seconds from the first frame (mapped to indices by decord's frame timestamps)."""
@@ -211,6 +265,7 @@ class VideoReader:
         if decoder not in _OPEN:
             raise ValueError(f"unknown decoder {decoder!r}; choose one of {DECODERS}")
         self.path, self.decoder = Path(path), decoder
+        self.fallback: str | None = None  # open_video: why the decoder asked for could not open it
         self._read, self._read_at, self.native_fps, self.n_native = _OPEN[decoder](self.path)
         if not self.n_native or not self.native_fps:
             raise ValueError(f"{decoder} reports {self.n_native} frames at {self.native_fps} fps")
@@ -239,7 +294,20 @@ class VideoReader:
             yield read(positions[start : start + CHUNK_FRAMES], size, resize)
 
 
-def decode_video(
+@dataclass(frozen=True)
+class DecodedVideo:
+    """The frames of one video (uint8 [T, size, size, 3]), its native (average) frame rate and
+    frame count, the decoder that read it and, when that is not the configured one, why the
+    configured one did not (`fallback`)."""
+
+    frames: np.ndarray
+    native_fps: float
+    n_native: int
+    decoder: str
+    fallback: str | None = None
+
+
+def read_video(
     path,
     fps: float,
     size: int,
@@ -250,32 +318,52 @@ def decode_video(
     *,
     resize: str = "crop",
     spread_seconds: float | None = None,
-) -> tuple[np.ndarray, float, int]:
-    """(uint8 [T, size, size, 3], native_fps, n_native_frames) of one video, or of the
-    part of it selected by `start_s`, `end_s` and `keep_last_s` (see :func:`time_range`).
+) -> DecodedVideo:
+    """One video, or the part of it selected by `start_s`, `end_s` and `keep_last_s` (see
+    :func:`time_range`), decoded with `decoder` or, when it cannot read the file, with the
+    other one (module doc; a VideoError when neither does).
 
     With `spread_seconds` the frames are instead those of :func:`spread_indices` over the
     whole file (the reference code's LVU frame times; no range then). Frames are read and
     resized (`resize`, RESIZE_MODES) CHUNK_FRAMES at a time, so a long high-resolution video
     never sits in memory at full resolution.
     """
-    video = VideoReader(path, decoder)
-    if spread_seconds is not None:
-        if start_s is not None or end_s is not None or keep_last_s is not None:
-            raise ValueError("spread_seconds samples the whole file: it takes no start_s, end_s or keep_last_s")
-        frames = np.concatenate(list(video.chunks(spread_indices(video.n_native, spread_seconds), size, resize, by_index=True)))
-    else:
-        frames = np.concatenate(list(video.chunks(video.sample(fps, start_s, end_s, keep_last_s), size, resize)))
-    return frames, video.native_fps, video.n_native
+    if spread_seconds is not None and (start_s is not None or end_s is not None or keep_last_s is not None):
+        raise ValueError("spread_seconds samples the whole file: it takes no start_s, end_s or keep_last_s")
+
+    def decode(name: str) -> tuple[np.ndarray, float, int]:
+        video = VideoReader(path, name)
+        if spread_seconds is not None:
+            chunks = video.chunks(spread_indices(video.n_native, spread_seconds), size, resize, by_index=True)
+        else:
+            chunks = video.chunks(video.sample(fps, start_s, end_s, keep_last_s), size, resize)
+        return np.concatenate(list(chunks)), video.native_fps, video.n_native
+
+    (frames, native_fps, n_native), used, fallback = _with_fallback(Path(path), decoder, decode)
+    return DecodedVideo(frames, native_fps, n_native, used, fallback)
+
+
+def decode_video(path, fps: float, size: int, decoder: str = "decord", *args, **kwargs) -> tuple[np.ndarray, float, int]:
+    """(frames, native_fps, n_native_frames) of :func:`read_video` (same arguments)."""
+    video = read_video(path, fps, size, decoder, *args, **kwargs)
+    return video.frames, video.native_fps, video.n_native
+
+
+def open_video(path, decoder: str = "decord") -> VideoReader:
+    """The :class:`VideoReader` of `path` with `decoder`, or with the other decoder when
+    `decoder` cannot open it (its `decoder` and `fallback` say so; module doc)."""
+    video, _, fallback = _with_fallback(Path(path), decoder, lambda name: VideoReader(path, name), action="open")
+    video.fallback = fallback
+    return video
 
 
 def iter_video_chunks(path, fps: float, size: int, decoder: str = "decord", resize: str = "crop") -> Iterator[np.ndarray]:
     """uint8 ``[<= CHUNK_FRAMES, size, size, 3]`` chunks of a whole video, decoded on demand.
 
     The frames of :func:`decode_video` (same indices, chunks and resize), never holding
-    more than one chunk; the file is opened at the first ``next()``.
+    more than one chunk; the file is opened (:func:`open_video`) at the first ``next()``.
     """
-    video = VideoReader(path, decoder)
+    video = open_video(path, decoder)
     yield from video.chunks(video.sample(fps), size, resize)
 
 
@@ -340,8 +428,9 @@ def decode_videos_to_shard(
 
     Dataset per video: uint8 [T, size, size, 3] with attrs fps, n_frames,
     source_video, duration_s (of the whole file), native_fps, start_s, end_s
-    (the part decoded) for a video given a range or keep_last_s, and spread_seconds for a
-    video sampled by spread_seconds. Returns the shard manifest.
+    (the part decoded) for a video given a range or keep_last_s, spread_seconds for a
+    video sampled by spread_seconds, and decoder, decoder_fallback (why `decoder` could not)
+    for a video the other decoder read. Returns the shard manifest.
 
     `ranges` ({video_id: (start_s, end_s)}) and `keep_last_s` ({video_id: seconds})
     restrict listed videos to part of the file (:func:`time_range`); `spread_seconds`
@@ -372,12 +461,14 @@ def decode_videos_to_shard(
             reason = video_file_problem(path)
             if reason is None:
                 try:
-                    frames, native_fps, n_native = decode_video(
+                    video = read_video(
                         path, fps, size, decoder, start_s, end_s, keep_last_s.get(video_id),
                         resize=resize, spread_seconds=spread_seconds.get(video_id),
                     )
-                    start, end = time_range(n_native / native_fps, start_s, end_s, keep_last_s.get(video_id))
-                except Exception as error:  # any decoder failure skips this one video
+                    start, end = time_range(video.n_native / video.native_fps, start_s, end_s, keep_last_s.get(video_id))
+                except VideoError as error:
+                    reason = str(error)
+                except Exception as error:  # any other failure skips this one video too
                     reason = f"{decoder} could not decode {path}: {type(error).__name__}: {error}"
             if reason is not None:
                 logger.warning("skipping video %s: %s", video_id, reason)
@@ -385,13 +476,14 @@ def decode_videos_to_shard(
                 continue
             shard.add(
                 video_id,
-                frames,
+                video.frames,
                 fps=fps,
-                n_frames=len(frames),
+                n_frames=len(video.frames),
                 source_video=str(path),
-                duration_s=n_native / native_fps,
-                native_fps=native_fps,
+                duration_s=video.n_native / video.native_fps,
+                native_fps=video.native_fps,
                 **({"start_s": start, "end_s": end} if partial else {}),
                 **({"spread_seconds": float(spread_seconds[video_id])} if video_id in spread_seconds else {}),
+                **({"decoder": video.decoder, "decoder_fallback": video.fallback} if video.fallback else {}),
             )
     return shard.manifest
