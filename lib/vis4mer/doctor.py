@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from vis4mer.atomic import human_bytes
+
 Status = Literal["ok", "warn", "fail"]
 
 # Codecs a user's videos come in (YouTube serves H.264, VP9 and AV1), with the system ffmpeg
@@ -33,14 +35,6 @@ class Check:
     @property
     def blocking(self) -> bool:
         return self.status == "fail"
-
-
-def human_bytes(n: float) -> str:
-    for unit in ("B", "KB", "MB", "GB", "TB", "PB"):
-        if abs(n) < 1000 or unit == "PB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.2f} {unit}"
-        n /= 1000
-    raise AssertionError("unreachable")
 
 
 def format_table(checks: Sequence[Check]) -> str:
