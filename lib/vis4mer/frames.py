@@ -212,7 +212,7 @@ def _with_fallback(path: Path, decoder: str, attempt: Callable[[str], _Result], 
     other = other_decoder(decoder)
     codec = _codec(path)
     if (problem := decoder_problem(other)) is not None:
-        can = f"{codec} video: torchcodec reads it, decord does not" if codec == "av1" else f"{other} may read it"
+        can = f"{codec} video: torchcodec reads it, decord does not" if (codec, other) == ("av1", "torchcodec") else f"{other} may read it"
         raise VideoError(f"{failed}; {can}, but {other} is not installed ({problem}): install it (requirements/base.txt)")
     try:
         result = attempt(other)
