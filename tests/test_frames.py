@@ -9,13 +9,15 @@ from vis4mer.frames import (
     CHUNK_FRAMES,
     decode_video,
     decode_videos_to_shard,
+    frames_shown_at,
     iter_video_chunks,
     resize_and_crop,
     sample_indices,
+    sample_times,
     video_file_problem,
 )
 from _video import grey_frames
-from _video import write_video as write_h264
+from _video import write_vfr_video, write_video as write_h264
 from vis4mer.shards import open_shard, read_manifest
 
 # (video id, native fps, seconds, width, height); decord 0.6 fails on some small
@@ -94,6 +96,26 @@ def test_streaming_decodes_the_same_frames_one_chunk_at_a_time(videos, decoder):
     assert len(chunks) == 2
     assert all(len(chunk) <= CHUNK_FRAMES for chunk in chunks)
     np.testing.assert_array_equal(np.concatenate(chunks), decode_video(path, 8.0, 16, decoder)[0])
+
+
+@pytest.mark.parametrize("decoder", decoders())
+def test_a_variable_frame_rate_video_is_sampled_by_presentation_time(tmp_path, decoder):
+    """30 fps for 5 s, then 3 fps for 5 s (165 frames, 16.5 fps on average): by frame index,
+    1 fps sampling would stop at 0.55 x 9 s; by PTS, frame i shows second i of the video."""
+    path = write_vfr_video(tmp_path / "vfr.mp4", [(30, 5), (3, 5)])
+    frames, native_fps, n_native = decode_video(path, 1.0, 16, decoder)
+    assert n_native == 165 and len(frames) == 9  # the last frame ends at 9.7 s (the rate of the stream's header)
+    np.testing.assert_allclose(frames.mean(axis=(1, 2, 3)), 10 * np.arange(9) + 40, atol=2)
+    # the streamed frames (vis4mer predict) are the same
+    np.testing.assert_array_equal(np.concatenate(list(iter_video_chunks(path, 1.0, 16, decoder))), frames)
+    part, _, _ = decode_video(path, 2.0, 16, decoder, start_s=4.0, end_s=7.0)  # a range: times 4, 4.5, ... 6.5
+    np.testing.assert_allclose(part.mean(axis=(1, 2, 3)), 10 * np.array([4, 4, 5, 5, 6, 6]) + 40, atol=2)
+
+
+def test_frames_shown_at_go_by_presentation_time():
+    timestamps = np.array([0.0, 0.1, 0.2, 1.0, 2.0])  # 10 fps, then 1 fps
+    np.testing.assert_array_equal(frames_shown_at(timestamps, [0.0, 0.15, 0.5, 1.0, 1.99, 2.5]), [0, 1, 2, 3, 3, 4])
+    np.testing.assert_array_equal(sample_times(3.0, 2.0, 0.5), [0.5, 1.0, 1.5, 2.0, 2.5])
 
 
 def test_file_problems_are_found_before_decoding(videos, tmp_path):
@@ -188,3 +210,47 @@ def test_decode_spreads_duration_plus_one_frames_over_the_whole_file_and_squashe
         assert shard["videos"]["v_c"].shape == (5, 16, 16, 3) and "spread_seconds" not in shard["videos"]["v_c"].attrs
     with pytest.raises(ValueError, match="spread_seconds samples the whole file"):
         decode_videos_to_shard(chosen, out, 1.0, 16, spread_seconds={"v_b": 9}, keep_last_s={"v_b": 3.0})
+
+
+@pytest.fixture(scope="module")
+def av1_video(tmp_path_factory):
+    """A 64x64 AV1 .mp4 (3 s at 4 fps) made with the system ffmpeg, which decord cannot decode."""
+    import shutil
+    import subprocess
+
+    path = tmp_path_factory.mktemp("av1") / "av1.mp4"
+    encoders = subprocess.run(["ffmpeg", "-hide_banner", "-encoders"], capture_output=True, text=True).stdout if shutil.which("ffmpeg") else ""
+    encoder = next((name for name in ("libsvtav1", "libaom-av1") if name in encoders), None)
+    if encoder is None:
+        pytest.skip("no AV1 encoder in this ffmpeg")
+    subprocess.run(["ffmpeg", "-hide_banner", "-loglevel", "error", "-y", "-f", "lavfi", "-i", "testsrc2=size=64x64:rate=4:duration=3",
+                    "-c:v", encoder, "-pix_fmt", "yuv420p", str(path)], check=True)
+    return path
+
+
+def test_a_video_decord_cannot_read_is_read_with_torchcodec_and_recorded(av1_video, tmp_path, caplog):
+    if len(decoders()) < 2:
+        pytest.skip("torchcodec is not importable here")
+    with caplog.at_level("WARNING"):
+        manifest = decode_videos_to_shard({"yt": av1_video}, tmp_path / "frames.h5", fps=1.0, size=16, decoder="decord")
+    assert manifest["yt"]["status"] == "ok"
+    with open_shard(tmp_path / "frames.h5") as shard:
+        video = shard["videos"]["yt"]
+        assert video.shape == (3, 16, 16, 3) and video.attrs["decoder"] == "torchcodec"
+        assert video.attrs["decoder_fallback"].startswith(f"decord could not decode {av1_video}: DECORDError")
+    assert f"decord could not decode {av1_video}" in caplog.text and "(av1 video); read with torchcodec instead" in caplog.text
+    # vis4mer predict's streamed frames: the same fallback
+    np.testing.assert_array_equal(np.concatenate(list(iter_video_chunks(av1_video, 1.0, 16, "decord"))),
+                                  decode_video(av1_video, 1.0, 16, "torchcodec")[0])
+
+
+def test_without_the_other_decoder_the_message_says_which_one_reads_the_video(av1_video, monkeypatch):
+    from vis4mer import frames
+
+    monkeypatch.setattr(frames, "decoder_problem", lambda decoder: "ModuleNotFoundError: No module named 'torchcodec'")
+    with pytest.raises(frames.VideoError) as error:
+        decode_video(av1_video, 1.0, 16, "decord")
+    message = str(error.value)
+    assert message.startswith(f"decord could not decode {av1_video}: DECORDError")
+    assert message.endswith("; av1 video: torchcodec reads it, decord does not, but torchcodec is not installed "
+                            "(ModuleNotFoundError: No module named 'torchcodec'): install it (requirements/base.txt)")

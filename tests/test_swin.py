@@ -109,6 +109,26 @@ def test_tiny_swin_features_random_weights(videos, tmp_path, caplog):
     assert any("skipping video v_corrupt" in record.message for record in caplog.records)
 
 
+def test_a_video_decord_cannot_open_is_read_with_torchcodec_and_recorded(tmp_path):
+    """YouTube serves AV1, which decord cannot decode (COIN's Video Swin features)."""
+    import shutil
+    import subprocess
+
+    pytest.importorskip("torchcodec.decoders")
+    encoders = subprocess.run(["ffmpeg", "-hide_banner", "-encoders"], capture_output=True, text=True).stdout if shutil.which("ffmpeg") else ""
+    if "libsvtav1" not in encoders:
+        pytest.skip("no libsvtav1 encoder in this ffmpeg")
+    path = tmp_path / "av1.mp4"
+    subprocess.run(["ffmpeg", "-hide_banner", "-loglevel", "error", "-y", "-f", "lavfi", "-i", "testsrc2=size=64x64:rate=10:duration=4",
+                    "-c:v", "libsvtav1", "-pix_fmt", "yuv420p", str(path)], check=True)
+    manifest = extract_swin_features_to_shard({"yt": path}, tmp_path / "swin.h5", TINY, None, 2, 1, size=SIZE)
+    assert manifest["yt"]["status"] == "ok"
+    with open_shard(tmp_path / "swin.h5") as shard:
+        tokens = shard["videos"]["yt"]
+        assert tokens.shape == (2, TOKENS, DIM) and tokens.attrs["decoder"] == "torchcodec"
+        assert tokens.attrs["decoder_fallback"].startswith(f"decord could not open {path}: DECORDError")
+
+
 def test_ranges_restrict_segments_and_are_recorded(videos, tmp_path):
     chosen = {key: videos[key] for key in ("v_long", "v_short")}
     ranges = {"v_long": (2.0, 6.5), "v_short": (5.0, 9.0)}  # v_short lasts 2.5 s: nothing in range

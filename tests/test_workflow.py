@@ -246,6 +246,7 @@ def test_settings_compare_by_value_and_a_missing_weights_file_fails(tiny_run):
     def reorder(config):
         config["training"] = dict(reversed(list(config["training"].items())))
         config["models"]["vis4mer"] = dict(reversed(list(config["models"]["vis4mer"].items())))
+        config["datasets"]["tiny"]["demo"] = dict(reversed(list(config["datasets"]["tiny"]["demo"].items())))  # rule demo_videos
 
     result = snakemake(workdir, "-n", "--configfile", str(_tiny_with(workdir, "reordered.yaml", reorder)))
     assert result.returncode == 0 and "Nothing to be done" in result.stdout + result.stderr, (result.stdout + result.stderr)[-3000:]

@@ -6,6 +6,7 @@ all.json::
      "results": {task: {run: metrics}},      # run = model name, or "<model>/seed_<n>"
      "table": [row, ...],                    # one row per task x model, seeds combined
      "downloads": {...},                     # vis4mer.download.coverage, when the dataset is downloaded
+     "left_out_of_training": {task: {"train": {id: reason}, "val": {...}}},  # when a run lacked some
      + whatever the workflow passes as `info` (source, seeds, paper references, notes)}
 
 A table row holds the metric, its value per seed, the mean and the sample standard deviation
@@ -52,6 +53,48 @@ def collect(dataset: str, metrics_paths: Sequence[Path | str]) -> dict[str, Any]
             raise ValueError(f"{path}: a second result for task {metrics['task']!r}, model {metrics['model']!r}")
         by_model[metrics["model"]] = metrics
     return {"dataset": dataset, "n_runs": sum(len(m) for m in results.values()), "results": results}
+
+
+def left_out_of_training(results: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, dict[str, str]]]:
+    """``{task: {"train": {id: reason}, "val": {id: reason}}}``: the training and validation
+    rows a task's runs were trained without (no features: skipped as unreadable by an earlier
+    stage, or absent), from the metrics' ``left_out_of_training``; only tasks with some."""
+    left: dict[str, dict[str, dict[str, str]]] = {}
+    for task, by_run in results.items():
+        merged: dict[str, dict[str, str]] = {"train": {}, "val": {}}
+        for metrics in by_run.values():
+            for split, reasons in (metrics.get("left_out_of_training") or {}).items():
+                merged.setdefault(split, {}).update(reasons)
+        if any(merged.values()):
+            left[task] = {split: dict(sorted(reasons.items())) for split, reasons in merged.items()}
+    return left
+
+
+def _videos(n: int, kind: str) -> str:
+    return f"{n} {kind} video{'' if n == 1 else 's'}"
+
+
+def _left_out_line(task: str, by_split: Mapping[str, Mapping[str, str]], shown: int = 10) -> str:
+    """``order: 1 training video (demo_0003), 0 validation videos``."""
+    parts = []
+    for split, kind in (("train", "training"), ("val", "validation")):
+        ids = list(by_split.get(split, {}))
+        listed = f" ({', '.join(ids[:shown])}{' ...' if len(ids) > shown else ''})" if ids else ""
+        parts.append(_videos(len(ids), kind) + listed)
+    return f"{task}: {', '.join(parts)}"
+
+
+def left_out_warning(all_json) -> str | None:
+    """The console warning for a dataset whose runs were trained without some of their training
+    or validation videos (all.json's ``left_out_of_training``), or None (also without all.json)."""
+    path = Path(all_json)
+    if not path.is_file():
+        return None
+    left = json.loads(path.read_text()).get("left_out_of_training") or {}
+    if not left:
+        return None
+    lines = "; ".join(_left_out_line(task, by_split, shown=5) for task, by_split in left.items())
+    return f"{path}: trained without videos that have no features (unreadable or missing; reasons in all.json, left_out_of_training): {lines}"
 
 
 def _in_paper_units(metric: str, value: float | None) -> float | None:
@@ -177,6 +220,9 @@ def summary_markdown(collected: dict[str, Any], figure: str | None = None) -> st
         lines += ["", f"![{collected['dataset']}: ours next to the paper per task]({figure})"]
     if notes:
         lines += ["", "Not evaluated:", "", *notes]
+    if left := collected.get("left_out_of_training"):
+        lines += ["", "Left out of training (no features; reasons in all.json):", ""]
+        lines += [f"- {_left_out_line(task, by_split)}" for task, by_split in left.items()]
     validation = (collected.get("notes") or {}).get("validation")
     if validation:
         lines += ["", f"Validation split: {validation.get('description', validation.get('strategy'))}."]
@@ -315,6 +361,8 @@ def write_aggregate(
     collected = collect(dataset, metrics_paths)
     info = dict(info or {})
     collected["table"] = table_rows(collected["results"], info.get("paper"))
+    if left := left_out_of_training(collected["results"]):
+        collected["left_out_of_training"] = left
     collected.update({key: value for key, value in info.items() if key not in collected})
     if download_manifests:
         from vis4mer.download import coverage

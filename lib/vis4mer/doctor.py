@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from vis4mer.atomic import human_bytes
+
 Status = Literal["ok", "warn", "fail"]
 
 # Codecs a user's videos come in (YouTube serves H.264, VP9 and AV1), with the system ffmpeg
@@ -33,14 +35,6 @@ class Check:
     @property
     def blocking(self) -> bool:
         return self.status == "fail"
-
-
-def human_bytes(n: float) -> str:
-    for unit in ("B", "KB", "MB", "GB", "TB", "PB"):
-        if abs(n) < 1000 or unit == "PB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.2f} {unit}"
-        n /= 1000
-    raise AssertionError("unreachable")
 
 
 def format_table(checks: Sequence[Check]) -> str:
@@ -99,11 +93,13 @@ def _encode_sample(ffmpeg: str, encoders: Iterable[str], path: Path) -> str | No
 
 
 def _decodes(decoder: str, path: Path) -> str | None:
-    """None when `decoder` reads frames of `path`, else its error."""
-    from vis4mer.frames import decode_video
+    """None when `decoder` reads frames of `path`, else its error (that decoder alone, without
+    the other one the stages fall back on)."""
+    from vis4mer.frames import VideoReader
 
     try:
-        frames, _, _ = decode_video(path, fps=1.0, size=32, decoder=decoder)
+        video = VideoReader(path, decoder)
+        frames = video.read_at(video.sample(1.0), 32)
     except Exception as error:  # the decoders raise their own types
         message = str(error).splitlines()[0] if str(error) else type(error).__name__
         return message.rpartition("ERROR ")[2][:120]  # decord prefixes a source location

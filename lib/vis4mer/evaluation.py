@@ -214,6 +214,8 @@ def evaluate_checkpoint(
             "eval_stride_frames": stride_frames,
             "tokens": checkpoint["tokens"],
             "device": str(device),
+            # training and validation rows the run left out (no features), {split: {id: reason}}
+            "left_out_of_training": checkpoint.get("left_out") or {"train": {}, "val": {}},
             "checkpoint": {
                 "path": str(checkpoint_path),
                 "run": checkpoint["run"],

@@ -1,11 +1,14 @@
 """Video decoding, in one place: video files checked, decoded whole or streamed chunk by
 chunk at a fixed frame rate, and written as one frames shard (see vis4mer.shards).
 
-Sampling rule: a video of `n` native frames at `native_fps` lasts
+Sampling rule: a video of `n` native frames at the average rate `native_fps` lasts
 ``duration_s = n / native_fps``; it gives ``T = max(1, floor(duration_s * fps))``
-frames, taken at t_i = i / fps (i = 0..T-1), each being the native frame shown at
-t_i: index ``floor(t_i * native_fps)``. Indices come from the average frame rate
-(constant-frame-rate assumption), identically for both decoders.
+frames, taken at t_i = i / fps (i = 0..T-1) (:func:`sample_times`), each being the native
+frame shown at t_i: the last one whose presentation time (PTS, from the first frame's) is
+<= t_i (:func:`frames_shown_at`). Both decoders go by the PTS - decord by its frame
+timestamps, torchcodec by the frame it plays at t_i - so a variable-frame-rate video (a
+30 fps part, then a 3 fps part) is sampled over its whole duration; at a constant rate this
+is index ``floor(t_i * native_fps)`` (:func:`sample_indices`).
 
 Each frame becomes `size` x `size` in one of two ways (``resize``, RESIZE_MODES):
 
@@ -23,12 +26,16 @@ LVU as the reference code sampled it (``spread_seconds``, :func:`spread_indices`
 whose clip lasts `d` whole seconds (lvu_durations.csv) gives d + 1 frames, at native indices
 int(n / d * i) for i < d and the last frame, spread over the whole file whatever its length.
 
-A missing, empty or undecodable file is recorded in the shard manifest with the
-reason (``ShardWriter.skip``) and the loop goes on with the next video.
+A video the configured decoder cannot read (decord cannot decode AV1, which YouTube serves;
+it also fails on some small rotated videos) is read with the other decoder when that one is
+installed (:func:`read_video`): the shard records it (the video's attrs ``decoder`` and
+``decoder_fallback``) and the job log says so; when the other is not installed, the message
+says which decoder can. A missing, empty or undecodable file is recorded in the shard
+manifest with the reason (``ShardWriter.skip``) and the loop goes on with the next video.
 
 Users: the frames stage (:func:`decode_videos_to_shard`), ``vis4mer predict``
 (:func:`check_video_file`, :func:`decode_video`, :func:`iter_video_chunks`), the Video Swin
-features (:class:`VideoReader`, :func:`video_file_problem`) and the downloads
+features (:func:`open_video`, :func:`video_file_problem`) and the downloads
 (:data:`VIDEO_EXTENSIONS`).
 
 Part of a video: a time range [start_s, end_s) (e.g. COIN's annotated span) and/or
@@ -40,8 +47,9 @@ The range actually decoded is stored as the attrs ``start_s`` / ``end_s`` of eac
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator, TypeVar
 
 import numpy as np
 import torch
@@ -81,16 +89,31 @@ def time_range(
     return start, end
 
 
+def sample_times(duration_s: float, fps: float, start_s: float = 0.0, end_s: float | None = None) -> np.ndarray:
+    """float64 [T] times in seconds at `fps` from `start_s` to `end_s` (None: `duration_s`),
+    T = max(1, floor((end - start) * fps)) (the rule in the module docstring)."""
+    end = duration_s if end_s is None else min(end_s, duration_s)
+    n_samples = max(1, math.floor((end - start_s) * fps + 1e-9))
+    return start_s + np.arange(n_samples) / fps
+
+
+PTS_TOLERANCE_S = 1e-4  # a frame whose PTS is this close after t counts as shown at t (float32 timestamps)
+
+
+def frames_shown_at(timestamps: np.ndarray, times: np.ndarray) -> np.ndarray:
+    """int64 native frame indices of the frames shown at `times`: the last frame whose
+    presentation time (`timestamps`, ascending, seconds from the first frame) is <= t."""
+    indices = np.searchsorted(np.asarray(timestamps, dtype=np.float64), np.asarray(times) + PTS_TOLERANCE_S, side="right") - 1
+    return np.clip(indices, 0, len(timestamps) - 1).astype(np.int64)
+
+
 def sample_indices(
     n_native: int, native_fps: float, fps: float, start_s: float = 0.0, end_s: float | None = None
 ) -> np.ndarray:
-    """int64 [T] native frame indices sampled at `fps` (rule in the module docstring),
-    from `start_s` to `end_s` (None: the end of the video)."""
-    duration_s = n_native / native_fps
-    end = duration_s if end_s is None else min(end_s, duration_s)
-    n_samples = max(1, math.floor((end - start_s) * fps + 1e-9))
-    times = start_s + np.arange(n_samples) / fps
-    return np.minimum(np.floor(times * native_fps + 1e-6).astype(np.int64), n_native - 1)
+    """int64 [T] native frame indices sampled at `fps` from `start_s` to `end_s` (None: the end)
+    of a constant-frame-rate video, frame k shown at k / native_fps (rule in the module docstring)."""
+    times = sample_times(n_native / native_fps, fps, start_s, end_s)
+    return frames_shown_at(np.arange(n_native) / native_fps, times)
 
 
 def spread_indices(n_native: int, seconds: float) -> np.ndarray:
@@ -150,35 +173,100 @@ def import_decoder(decoder: str) -> None:
         import torchcodec.decoders  # noqa: F401
 
 
+def other_decoder(decoder: str) -> str:
+    """The decoder that is not `decoder` (DECODERS has two)."""
+    return DECODERS[1 - DECODERS.index(decoder)]
+
+
+def decoder_problem(decoder: str) -> str | None:
+    """Why `decoder` cannot be imported here, or None."""
+    try:
+        import_decoder(decoder)
+    except Exception as error:  # ImportError, or torchcodec's RuntimeError without FFmpeg's libraries
+        return f"{type(error).__name__}: {error}"
+    return None
+
+
+def _codec(path: Path) -> str | None:
+    """The codec of the first video stream (FFmpeg's name, e.g. av1), or None when it cannot be told."""
+    try:
+        import av
+
+        with av.open(str(path)) as container:
+            return container.streams.video[0].codec_context.codec.canonical_name if container.streams.video else None
+    except Exception:
+        return None
+
+
+_Result = TypeVar("_Result")
+
+
+def _with_fallback(path: Path, decoder: str, attempt: Callable[[str], _Result], action: str = "decode") -> tuple[_Result, str, str | None]:
+    """(attempt(decoder), decoder, None), or when that raises (attempt(the other), the other,
+    why `decoder` failed); a VideoError says why neither read the file, or which decoder can.
+    `action` (decode, open) is what the messages say the decoder could not do."""
+    try:
+        return attempt(decoder), decoder, None
+    except Exception as error:  # decord's DECORDError, torchcodec's RuntimeError, ...
+        failed = f"{decoder} could not {action} {path}: {type(error).__name__}: {error}"
+    other = other_decoder(decoder)
+    codec = _codec(path)
+    if (problem := decoder_problem(other)) is not None:
+        can = f"{codec} video: torchcodec reads it, decord does not" if (codec, other) == ("av1", "torchcodec") else f"{other} may read it"
+        raise VideoError(f"{failed}; {can}, but {other} is not installed ({problem}): install it (requirements/base.txt)")
+    try:
+        result = attempt(other)
+    except Exception as error:
+        raise VideoError(f"{failed}; {other} could not either: {type(error).__name__}: {error}") from error
+    logger.warning("%s%s; read with %s instead", failed, f" ({codec} video)" if codec else "", other)
+    return result, other, failed
+
+
 def _open_decord(path: Path):
-    """(read(indices) -> uint8 [N, H, W, 3], native_fps, n_native_frames)"""
+    """(read(indices), read_at(times), native_fps, n_native_frames); frames uint8 [N, H, W, 3],
+    `times` in seconds from the first frame (mapped to indices by decord's frame timestamps)."""
     import decord
 
     reader = decord.VideoReader(str(path), num_threads=1)
-    return (lambda indices: reader.get_batch(indices).asnumpy()), reader.get_avg_fps(), len(reader)
+    n_native = len(reader)
+    starts = reader.get_frame_timestamp(np.arange(n_native))[:, 0].astype(np.float64) if n_native else np.zeros(0)
+    timestamps = starts - starts[0] if n_native else starts
+    read = lambda indices: reader.get_batch(list(indices)).asnumpy()  # noqa: E731
+    read_at = lambda times: read(frames_shown_at(timestamps, times).tolist())  # noqa: E731
+    return read, read_at, reader.get_avg_fps(), n_native
 
 
 def _open_torchcodec(path: Path):
-    """(read(indices) -> uint8 [N, H, W, 3], native_fps, n_native_frames)"""
+    """(read(indices), read_at(times), native_fps, n_native_frames); frames uint8 [N, H, W, 3],
+    `times` in seconds from the first frame (the frames torchcodec plays then)."""
     from torchcodec.decoders import VideoDecoder
 
     decoder = VideoDecoder(str(path), dimension_order="NHWC")
-    read = lambda indices: decoder.get_frames_at(indices).data.numpy()  # noqa: E731
-    return read, decoder.metadata.average_fps, decoder.metadata.num_frames
+    metadata = decoder.metadata
+    begin = metadata.begin_stream_seconds or 0.0
+    last = (metadata.end_stream_seconds or begin) - PTS_TOLERANCE_S  # torchcodec refuses a time at or after the end
+
+    def read_at(times):
+        return decoder.get_frames_played_at(np.minimum(begin + np.asarray(times), last).tolist()).data.numpy()
+
+    read = lambda indices: decoder.get_frames_at(list(indices)).data.numpy()  # noqa: E731
+    return read, read_at, metadata.average_fps, metadata.num_frames
 
 
 _OPEN = {"decord": _open_decord, "torchcodec": _open_torchcodec}
 
 
 class VideoReader:
-    """An opened video file: its native frame rate and frame count, and frames by index,
-    resized with :func:`resize_frames`. Decoder errors are raised as the decoder's own."""
+    """An opened video file: its native (average) frame rate and frame count, and frames by
+    index or by presentation time, resized with :func:`resize_frames`. Decoder errors are
+    raised as the decoder's own."""
 
     def __init__(self, path, decoder: str = "decord"):
         if decoder not in _OPEN:
             raise ValueError(f"unknown decoder {decoder!r}; choose one of {DECODERS}")
         self.path, self.decoder = Path(path), decoder
-        self._read, self.native_fps, self.n_native = _OPEN[decoder](self.path)
+        self.fallback: str | None = None  # open_video: why the decoder asked for could not open it
+        self._read, self._read_at, self.native_fps, self.n_native = _OPEN[decoder](self.path)
         if not self.n_native or not self.native_fps:
             raise ValueError(f"{decoder} reports {self.n_native} frames at {self.native_fps} fps")
 
@@ -187,21 +275,39 @@ class VideoReader:
         return self.n_native / self.native_fps
 
     def sample(self, fps: float, start_s=None, end_s=None, keep_last_s=None) -> np.ndarray:
-        """Native frame indices at `fps` over the part of the video :func:`time_range` selects."""
+        """Times (s) at `fps` over the part of the video :func:`time_range` selects (:func:`sample_times`)."""
         start, end = time_range(self.duration_s, start_s, end_s, keep_last_s)
-        return sample_indices(self.n_native, self.native_fps, fps, start, end)
+        return sample_times(self.duration_s, fps, start, end)
 
     def read(self, indices, size: int, resize: str = "crop") -> np.ndarray:
         """uint8 [len(indices), size, size, 3]: the frames at native `indices`, resized (:func:`resize_frames`)."""
         return resize_frames(self._read(np.asarray(indices, dtype=np.int64).tolist()), size, resize)
 
-    def chunks(self, indices, size: int, resize: str = "crop") -> Iterator[np.ndarray]:
-        """:meth:`read` of `indices`, CHUNK_FRAMES at a time."""
-        for start in range(0, len(indices), CHUNK_FRAMES):
-            yield self.read(indices[start : start + CHUNK_FRAMES], size, resize)
+    def read_at(self, times, size: int, resize: str = "crop") -> np.ndarray:
+        """uint8 [len(times), size, size, 3]: the frames shown at `times` (s, by PTS), resized."""
+        return resize_frames(self._read_at(np.asarray(times, dtype=np.float64)), size, resize)
+
+    def chunks(self, positions, size: int, resize: str = "crop", *, by_index: bool = False) -> Iterator[np.ndarray]:
+        """:meth:`read_at` of the times `positions` (or :meth:`read` of indices, `by_index`), CHUNK_FRAMES at a time."""
+        read = self.read if by_index else self.read_at
+        for start in range(0, len(positions), CHUNK_FRAMES):
+            yield read(positions[start : start + CHUNK_FRAMES], size, resize)
 
 
-def decode_video(
+@dataclass(frozen=True)
+class DecodedVideo:
+    """The frames of one video (uint8 [T, size, size, 3]), its native (average) frame rate and
+    frame count, the decoder that read it and, when that is not the configured one, why the
+    configured one did not (`fallback`)."""
+
+    frames: np.ndarray
+    native_fps: float
+    n_native: int
+    decoder: str
+    fallback: str | None = None
+
+
+def read_video(
     path,
     fps: float,
     size: int,
@@ -212,33 +318,52 @@ def decode_video(
     *,
     resize: str = "crop",
     spread_seconds: float | None = None,
-) -> tuple[np.ndarray, float, int]:
-    """(uint8 [T, size, size, 3], native_fps, n_native_frames) of one video, or of the
-    part of it selected by `start_s`, `end_s` and `keep_last_s` (see :func:`time_range`).
+) -> DecodedVideo:
+    """One video, or the part of it selected by `start_s`, `end_s` and `keep_last_s` (see
+    :func:`time_range`), decoded with `decoder` or, when it cannot read the file, with the
+    other one (module doc; a VideoError when neither does).
 
     With `spread_seconds` the frames are instead those of :func:`spread_indices` over the
     whole file (the reference code's LVU frame times; no range then). Frames are read and
     resized (`resize`, RESIZE_MODES) CHUNK_FRAMES at a time, so a long high-resolution video
     never sits in memory at full resolution.
     """
-    video = VideoReader(path, decoder)
-    if spread_seconds is not None:
-        if start_s is not None or end_s is not None or keep_last_s is not None:
-            raise ValueError("spread_seconds samples the whole file: it takes no start_s, end_s or keep_last_s")
-        indices = spread_indices(video.n_native, spread_seconds)
-    else:
-        indices = video.sample(fps, start_s, end_s, keep_last_s)
-    frames = np.concatenate(list(video.chunks(indices, size, resize)))
-    return frames, video.native_fps, video.n_native
+    if spread_seconds is not None and (start_s is not None or end_s is not None or keep_last_s is not None):
+        raise ValueError("spread_seconds samples the whole file: it takes no start_s, end_s or keep_last_s")
+
+    def decode(name: str) -> tuple[np.ndarray, float, int]:
+        video = VideoReader(path, name)
+        if spread_seconds is not None:
+            chunks = video.chunks(spread_indices(video.n_native, spread_seconds), size, resize, by_index=True)
+        else:
+            chunks = video.chunks(video.sample(fps, start_s, end_s, keep_last_s), size, resize)
+        return np.concatenate(list(chunks)), video.native_fps, video.n_native
+
+    (frames, native_fps, n_native), used, fallback = _with_fallback(Path(path), decoder, decode)
+    return DecodedVideo(frames, native_fps, n_native, used, fallback)
+
+
+def decode_video(path, fps: float, size: int, decoder: str = "decord", *args, **kwargs) -> tuple[np.ndarray, float, int]:
+    """(frames, native_fps, n_native_frames) of :func:`read_video` (same arguments)."""
+    video = read_video(path, fps, size, decoder, *args, **kwargs)
+    return video.frames, video.native_fps, video.n_native
+
+
+def open_video(path, decoder: str = "decord") -> VideoReader:
+    """The :class:`VideoReader` of `path` with `decoder`, or with the other decoder when
+    `decoder` cannot open it (its `decoder` and `fallback` say so; module doc)."""
+    video, _, fallback = _with_fallback(Path(path), decoder, lambda name: VideoReader(path, name), action="open")
+    video.fallback = fallback
+    return video
 
 
 def iter_video_chunks(path, fps: float, size: int, decoder: str = "decord", resize: str = "crop") -> Iterator[np.ndarray]:
     """uint8 ``[<= CHUNK_FRAMES, size, size, 3]`` chunks of a whole video, decoded on demand.
 
     The frames of :func:`decode_video` (same indices, chunks and resize), never holding
-    more than one chunk; the file is opened at the first ``next()``.
+    more than one chunk; the file is opened (:func:`open_video`) at the first ``next()``.
     """
-    video = VideoReader(path, decoder)
+    video = open_video(path, decoder)
     yield from video.chunks(video.sample(fps), size, resize)
 
 
@@ -303,8 +428,9 @@ def decode_videos_to_shard(
 
     Dataset per video: uint8 [T, size, size, 3] with attrs fps, n_frames,
     source_video, duration_s (of the whole file), native_fps, start_s, end_s
-    (the part decoded) for a video given a range or keep_last_s, and spread_seconds for a
-    video sampled by spread_seconds. Returns the shard manifest.
+    (the part decoded) for a video given a range or keep_last_s, spread_seconds for a
+    video sampled by spread_seconds, and decoder, decoder_fallback (why `decoder` could not)
+    for a video the other decoder read. Returns the shard manifest.
 
     `ranges` ({video_id: (start_s, end_s)}) and `keep_last_s` ({video_id: seconds})
     restrict listed videos to part of the file (:func:`time_range`); `spread_seconds`
@@ -335,12 +461,14 @@ def decode_videos_to_shard(
             reason = video_file_problem(path)
             if reason is None:
                 try:
-                    frames, native_fps, n_native = decode_video(
+                    video = read_video(
                         path, fps, size, decoder, start_s, end_s, keep_last_s.get(video_id),
                         resize=resize, spread_seconds=spread_seconds.get(video_id),
                     )
-                    start, end = time_range(n_native / native_fps, start_s, end_s, keep_last_s.get(video_id))
-                except Exception as error:  # any decoder failure skips this one video
+                    start, end = time_range(video.n_native / video.native_fps, start_s, end_s, keep_last_s.get(video_id))
+                except VideoError as error:
+                    reason = str(error)
+                except Exception as error:  # any other failure skips this one video too
                     reason = f"{decoder} could not decode {path}: {type(error).__name__}: {error}"
             if reason is not None:
                 logger.warning("skipping video %s: %s", video_id, reason)
@@ -348,13 +476,14 @@ def decode_videos_to_shard(
                 continue
             shard.add(
                 video_id,
-                frames,
+                video.frames,
                 fps=fps,
-                n_frames=len(frames),
+                n_frames=len(video.frames),
                 source_video=str(path),
-                duration_s=n_native / native_fps,
-                native_fps=native_fps,
+                duration_s=video.n_native / video.native_fps,
+                native_fps=video.native_fps,
                 **({"start_s": start, "end_s": end} if partial else {}),
                 **({"spread_seconds": float(spread_seconds[video_id])} if video_id in spread_seconds else {}),
+                **({"decoder": video.decoder, "decoder_fallback": video.fallback} if video.fallback else {}),
             )
     return shard.manifest

@@ -11,7 +11,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import torch
 
-from vis4mer.sources.splits import SplitRow, read_split_csv
+from vis4mer.sources.splits import SplitRow, read_split_file
 
 TASK_TYPES = ("classification", "regression")
 TRANSFORM_KEYS = ("ratio_with", "log", "scale", "offset")  # LabelTransform's steps, in the order applied
@@ -160,16 +160,17 @@ def target_quantity(label_column: str | None, label_transform: Mapping[str, Any]
 
 
 def read_task_rows(path, id_column: str, label_column: str, label_transform: Mapping[str, Any] | None = None) -> list[SplitRow]:
-    """Rows of a split file, with the regression label transform ``label_transform``
-    (:class:`LabelTransform`, mapping form) applied to `label_column` when given."""
-    rows = read_split_csv(path, id_column, label_column)
+    """Rows of a split file (LVU layout or CSV: vis4mer.sources.splits), with the regression
+    label transform ``label_transform`` (:class:`LabelTransform`, mapping form) applied to
+    `label_column` when given."""
+    rows = read_split_file(path, id_column, label_column)
     if not label_transform:
         return rows
     transform = LabelTransform.from_config(label_column, label_transform)
     ids = [row.video_id for row in rows]
     others = None
     if transform.ratio_with:
-        other = {r.video_id: float(r.label) for r in read_split_csv(path, id_column, transform.ratio_with)}
+        other = {r.video_id: float(r.label) for r in read_split_file(path, id_column, transform.ratio_with)}
         others = [other[video_id] for video_id in ids]
     try:
         values = transform.apply([float(row.label) for row in rows], others, ids)

@@ -341,6 +341,8 @@ class Predictor:
         spec = self.spec
         try:
             frames, _native_fps, _n_native = decode_video(path, spec.fps, spec.frame_size, spec.decoder, resize=spec.resize)
+        except VideoError:  # neither decoder read it (vis4mer.frames says why)
+            raise
         except Exception as error:
             raise VideoError(f"{spec.decoder} could not decode {path}: {type(error).__name__}: {error}") from error
         if len(frames) == 0:
@@ -415,6 +417,8 @@ def _decoding(chunks: Iterator[np.ndarray], path: Path, decoder: str) -> Iterato
             chunk = next(chunks)
         except StopIteration:
             return
+        except VideoError:  # neither decoder opened it (vis4mer.frames says why)
+            raise
         except Exception as error:
             raise VideoError(f"{decoder} could not decode {path}: {type(error).__name__}: {error}") from error
         yield chunk

@@ -12,7 +12,10 @@ Layout of a shard file:
     attrs["complete"]         True; written last, after everything else
 
 A shard is written to ``<name>.tmp-<pid>`` next to the target and renamed onto it
-only after a clean exit, so a crash leaves either no target or the previous one.
+only after a clean exit, so a crash leaves either no target or the previous one; the
+temporary files of the same shard left by processes that no longer run are removed
+first, and each array is written only where the free space allows it (vis4mer.atomic:
+``No space left on <dir>: need X, have Y``, the temporary file removed).
 A file without ``complete`` (copied mid-write, or written by another tool) is
 refused by :func:`open_shard`.
 
@@ -38,6 +41,8 @@ from typing import Any
 
 import h5py
 import numpy as np
+
+from vis4mer import atomic
 
 VIDEOS_GROUP = "videos"
 
@@ -143,6 +148,7 @@ class ShardWriter:
 
     def __enter__(self) -> ShardWriter:
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        atomic.remove_stale_temporaries(self.path)
         self._file = h5py.File(self.tmp_path, "w")
         self._file.attrs["kind"] = self.kind
         for key, value in self.attrs.items():
@@ -157,7 +163,9 @@ class ShardWriter:
         self.manifest[video_id] = entry
 
     def add(self, video_id: str, array: np.ndarray, **attrs: Any) -> None:
-        """Store `array` as dataset videos/<video_id> with `attrs` on it."""
+        """Store `array` as dataset videos/<video_id> with `attrs` on it (NoSpaceError first
+        when its folder has not the space for it: HDF5 would crash on a full disk)."""
+        atomic.check_free_space(self.tmp_path, array.nbytes)
         self._record(video_id, {"status": "ok", "message": "", **_jsonable(attrs)})
         dataset = self._videos.create_dataset(video_id, data=array)
         for key, value in attrs.items():

@@ -51,7 +51,7 @@ from tqdm import tqdm
 from vis4mer._logging import logger
 from vis4mer.devices import resolve_device
 from vis4mer.features import NORMALISE_MODES, seeded_init
-from vis4mer.frames import RESIZE_MODES, VideoError, VideoReader, import_decoder, video_file_problem
+from vis4mer.frames import RESIZE_MODES, VideoError, VideoReader, import_decoder, open_video, video_file_problem
 from vis4mer.shards import ShardWriter, nonfinite_problem
 from vis4mer.weights import ResolvedWeights, as_weights, file_sha256
 
@@ -358,21 +358,13 @@ def segment_indices(
     return np.minimum(starts[:, None] + np.arange(segment_frames), stop - 1)
 
 
-def _open_video(path: Path) -> VideoReader:
-    """The decord reader of one video; VideoError (the video is skipped) when it cannot be opened."""
-    try:
-        return VideoReader(path, "decord")
-    except Exception as error:  # decord raises its own DECORDError and RuntimeErrors
-        raise VideoError(f"decord could not open {path}: {type(error).__name__}: {error}") from error
-
-
 def _read_segment(video: VideoReader, indices: np.ndarray, size: int, resize: str) -> np.ndarray:
     """uint8 [len(indices), size, size, 3]; decoded and resized one segment at a time,
     so only one segment's full-resolution frames are in memory."""
     try:
         return video.read(indices, size, resize)
     except Exception as error:
-        raise VideoError(f"decord could not decode {video.path}: {type(error).__name__}: {error}") from error
+        raise VideoError(f"{video.decoder} could not decode {video.path}: {type(error).__name__}: {error}") from error
 
 
 class SegmentEncoder:
@@ -516,7 +508,7 @@ def extract_swin_features_to_shard(
             reason = video_file_problem(path)
             if reason is None:
                 try:
-                    video = _open_video(path)
+                    video = open_video(path, "decord")  # torchcodec when decord cannot open it (AV1)
                     tokens = _encode_video(
                         encoder, video, size, per_video[video_id], batch_size, time_range, rules[video_id], resize
                     )  # [S, tokens, C]
@@ -539,5 +531,6 @@ def extract_swin_features_to_shard(
                 n_native_frames=video.n_native,
                 source_video=str(path),
                 **range_attrs,
+                **({"decoder": video.decoder, "decoder_fallback": video.fallback} if video.fallback else {}),
             )
     return shard.manifest

@@ -274,7 +274,9 @@ class _Run:
             label_names=label_names, metric=self.metric_name, mode=self.mode,
             features={**store.attrs, "n_tokens": store.n_tokens, "dim": store.dim},
             window_frames=settings.window_frames, tokens=settings.tokens, training=asdict(settings),
-            run_options=asdict(options), extra=extra_metadata,
+            run_options=asdict(options),
+            # the rows without features, by split, with the reason (evaluation copies it to metrics.json, all.json counts it)
+            extra={**(extra_metadata or {}), "left_out": {"train": dict(sorted(train_missing.items())), "val": dict(sorted(val_missing.items()))}},
         )
         self.log: list[dict[str, Any]] = []
         self.state = resume_state.RunState(resume_state.fingerprint(self.metadata, store.paths, self.train_rows, self.val_rows))

@@ -37,3 +37,13 @@ rule aggregate:
         "../../envs/train.yaml"
     script:
         "../scripts/aggregate.py"
+
+
+# Training and validation videos without features (unreadable, or missing) are left out of
+# training: all.json and summary.md count them, and this says so once at the end of a run.
+onsuccess:
+    from vis4mer.aggregate import left_out_warning
+
+    for _dataset in config["targets"]:
+        if _warning := left_out_warning(f"{RESULTS}/{_dataset}/all.json"):
+            logger.warning(_warning)

@@ -243,7 +243,13 @@ def run_files(dataset, name):
     return [f"{RESULTS}/{dataset}/{task}/{run}/{name}" for task in ds["tasks"] for run in run_names(ds)]
 
 
-# ------------------------------------------------------------------------ rules splits, download
+# ------------------------------------------------------------------------ rules demo_videos, splits, download
+
+
+def demo_settings(wildcards):
+    """The generator's arguments (the params of demo_videos), compared by value (by_value), so
+    re-ordering them regenerates nothing."""
+    return by_value(dataset_config(wildcards.dataset)["demo"])
 
 
 def splits_input(wildcards):

@@ -11,7 +11,7 @@ rule demo_videos:
     wildcard_constraints:
         dataset=GENERATED_DATASET_REGEX,
     params:
-        demo=lambda wildcards: dataset_config(wildcards.dataset)["demo"],
+        demo=demo_settings,
     log:
         "logs/{dataset}/demo_videos.log",
     conda:

@@ -28,6 +28,7 @@ its name in KINDS, and its block in workflow/schemas/config.schema.yaml.
 from __future__ import annotations
 
 import importlib
+import logging
 import os
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -39,6 +40,8 @@ from vis4mer.sources.splits import ID_COLUMN, LABEL_COLUMN, SPLITS, SplitRow, wr
 
 KINDS = ("demo", "local", "lvu", "breakfast", "coin")
 PAPER = "ViS4mer (Islam & Bertasius, ECCV 2022)"
+
+logger = logging.getLogger(__name__)
 
 
 class SourceError(ValueError):
@@ -133,9 +136,45 @@ class Source:
     @cached_property
     def data(self) -> SourceData:
         try:
-            return self.read()
+            data = self.read()
         except (OSError, ValueError) as error:
             raise SourceError(f"dataset {self.name!r} ({self.kind}, see datasets.{self.name}.{self.files_key}): {error}") from error
+        for problem in self.split_errors(data):
+            raise SourceError(f"dataset {self.name!r}: {problem}")
+        for task, task_data in data.tasks.items():
+            for split in SPLITS:
+                if not task_data.splits[split]:
+                    logger.warning(
+                        "dataset %r: task %s: the %s split (%s) lists no videos%s", self.name, task, split,
+                        self.split_origin(task, split), ": nothing is evaluated (the metric is n/a)" if split == "test" else "",
+                    )
+        return data
+
+    def split_errors(self, data: SourceData) -> Iterator[str]:
+        """Unless ``allow_split_overlap``: each video in two splits of a task (leakage: trained
+        on, or selected on, what it is tested on). The test split used as the validation split
+        on purpose (validation strategy test) is no overlap."""
+        if self.settings["allow_split_overlap"]:
+            return
+        same_val_test = (data.notes.get("validation") or {}).get("strategy") == "test"
+        for task, task_data in data.tasks.items():
+            splits = task_data.splits
+            for first, second in (("train", "val"), ("train", "test"), ("val", "test")):
+                if (first, second) == ("val", "test") and same_val_test:
+                    continue
+                shared = sorted({r.video_id for r in splits[first]} & {r.video_id for r in splits[second]})
+                if shared:
+                    more = f" ... ({len(shared)} in all)" if len(shared) > 10 else ""
+                    yield (
+                        f"task {task}: {len(shared)} video(s) in both the {first} split ({self.split_origin(task, first)}) and "
+                        f"the {second} split ({self.split_origin(task, second)}): {', '.join(shared[:10])}{more}. A video in "
+                        f"two splits leaks into the result: remove it from one, or set datasets.{self.name}.allow_split_overlap: "
+                        "true to accept it"
+                    )
+
+    def split_origin(self, task: str, split: str) -> str:
+        """Where the rows of a task's split come from, for messages: the split file read."""
+        return self.split_file(task, split)
 
     def video_ids(self) -> tuple[str, ...]:
         """Every video id of every task and split, sorted."""
@@ -288,6 +327,9 @@ class Benchmark(Source):
     def split_arguments(self, task):
         self.task_spec(task)
         return self.arguments([task])
+
+    def split_origin(self, task, split):
+        return f"the {split} split the {self.kind} loader makes from datasets.{self.name}.{self.files_key}"
 
     def task_settings(self, task):
         spec = self.task_spec(task)

@@ -1,9 +1,15 @@
-"""Local datasets: videos in a folder, split files in the LVU layout read where they are.
+"""Local datasets: videos in a folder, split files read where they are.
 
     <video_dir>/<video_id>.<ext>                 the first of video_extensions that exists
-    <split_dir>/<task>/{train,val,test}.csv      vis4mer.sources.splits, with each task's
-                                                 id_column and label_column (dataset defaults),
-                                                 and a regression task's label_transform
+    <split_dir>/<task>/{train,val,test}.csv      vis4mer.sources.splits: the LVU layout
+                                                 (space-separated, class_id class_name youtube_id
+                                                 ...) or an ordinary CSV (video_id,label and
+                                                 optionally label_name, start, end); each task's
+                                                 id_column and label_column (dataset defaults,
+                                                 else the format's), and a regression task's
+                                                 label_transform
+
+A CSV's ``start``/``end`` (seconds) are the part of the video used, as COIN's annotated ranges.
 """
 
 from __future__ import annotations
@@ -14,7 +20,7 @@ from typing import Iterable, Sequence
 
 from vis4mer.labels import LabelTransform, read_task_rows
 from vis4mer.sources import Source, SourceData, TaskData, VideoInfo, roles
-from vis4mer.sources.splits import SPLITS
+from vis4mer.sources.splits import SPLITS, default_columns, read_csv_ranges, split_format
 
 
 def resolve_videos(video_ids: Iterable[str], video_dir, extensions: Sequence[str]) -> dict[str, Path]:
@@ -48,24 +54,36 @@ class LocalSource(Source):
                     LabelTransform.from_config(spec.get("label_column"), spec["label_transform"], f"datasets.{name}.tasks.{task}.label_transform")
                 except ValueError as error:
                     yield str(error)
+        if not os.path.isdir(settings["video_dir"]):
+            yield f"datasets.{name}.video_dir: {settings['video_dir']} is not an existing folder (the folder holding <video_id>.<ext>)"
 
     def split_file(self, task, split):
         return os.path.join(self.settings["split_dir"], task, f"{split}.csv")
 
+    def task_format(self, task) -> str:
+        """The format of the task's split files, "lvu" or "csv" (vis4mer.sources.splits); one for all three."""
+        formats = {split: split_format(self.split_file(task, split)) for split in SPLITS}
+        if len(set(formats.values())) > 1:
+            raise ValueError(
+                f"task {task}: the split files mix formats ({', '.join(f'{split}.csv: {f}' for split, f in formats.items())}); "
+                "write all three in one format"
+            )
+        return formats["train"]
+
     def task_settings(self, task):
         spec = self.task_spec(task)
+        id_default, label_default = default_columns(self.task_format(task))
         return {
             "type": spec["type"],
-            "id_column": spec.get("id_column", self.settings["id_column"]),
-            "label_column": spec.get("label_column", self.settings["label_column"]),
+            "id_column": spec.get("id_column") or self.settings["id_column"] or id_default,
+            "label_column": spec.get("label_column") or self.settings["label_column"] or label_default,
             "label_transform": dict(spec.get("label_transform", {})),
         }
 
     def read(self):
         tasks = {}
+        ranges: dict[str, tuple[tuple[float | None, float | None], str]] = {}  # id -> (range, the file saying so)
         for task in self.settings["tasks"]:
-            spec = self.task_settings(task)
-            splits = {}
             for split in SPLITS:
                 path = self.split_file(task, split)
                 if not os.path.exists(path):
@@ -73,13 +91,25 @@ class LocalSource(Source):
                         f"split file {path} does not exist "
                         f"(expected <split_dir>/<task>/<split>.csv with split_dir={self.settings['split_dir']!r})"
                     )
+            spec, csv_files = self.task_settings(task), self.task_format(task) == "csv"
+            splits = {}
+            for split in SPLITS:
+                path = self.split_file(task, split)
                 splits[split] = read_task_rows(path, spec["id_column"], spec["label_column"], spec["label_transform"])
+                if csv_files:
+                    for video_id, bounds in read_csv_ranges(path, spec["id_column"]).items():
+                        known, where = ranges.setdefault(video_id, (bounds, path))
+                        if known != bounds:
+                            raise ValueError(f"video {video_id} has start/end {list(bounds)} in {path} but {list(known)} in {where}")
             tasks[task] = TaskData(spec["type"], splits)
         video_roles = roles(tasks)
         if not video_roles:
             raise ValueError("the split files list no videos")
         files = resolve_videos(video_roles, self.settings["video_dir"], list(self.settings["video_extensions"]))
-        videos = {v: VideoInfo(role, str(files[v]) if files[v].exists() else None) for v, role in video_roles.items()}
+        videos = {}
+        for video_id, role in video_roles.items():
+            start, end = ranges.get(video_id, ((None, None), None))[0]
+            videos[video_id] = VideoInfo(role, str(files[video_id]) if files[video_id].exists() else None, start, end)
         return SourceData(tasks, videos)
 
 

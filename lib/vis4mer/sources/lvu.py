@@ -358,6 +358,9 @@ class LvuSource(Benchmark):
             settings["target"] = TARGETS[task].as_config()
         return settings
 
+    def split_origin(self, task, split):
+        return os.path.join(self.split_dir, task, f"{split}.csv")
+
     def split_inputs(self, task):
         if self.needs_fetch(self.settings):
             return {"source": self.split_dir}  # the fetched directory

@@ -1,4 +1,4 @@
-"""Split files in the LVU format.
+"""Split files: the LVU format, and ordinary CSV.
 
 LVU (Wu & Krähenbühl, CVPR 2021) ships one file per split, space-separated with a
 header, for example
@@ -9,10 +9,22 @@ header, for example
 Regression tasks use another label column (e.g. ``like_ratio``), hence the
 configurable `label_column`. Fields are separated by whitespace; "-" marks an
 absent value.
+
+A CSV split file (comma-separated, a header, fields may be quoted) has the columns
+``video_id,label`` and optionally ``label_name`` (the class's name) and ``start``/``end``
+(the part of the video to use, in seconds; empty: from the start / to the end), e.g.
+
+    video_id,label,label_name,start,end
+    clip_0001,2,"cooking pasta",12.5,80
+
+:func:`split_format` tells the two apart by the header line; :func:`read_split_file` reads
+either.
 """
 
 from __future__ import annotations
 
+import csv
+import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +35,9 @@ SPLITS = ("train", "val", "test")
 HEADER = ("class_id", "class_name", "youtube_id", "imdb_id")
 LABEL_COLUMN, ID_COLUMN = HEADER[0], HEADER[2]  # what write_split_csv writes the label and the id to
 ABSENT = "-"
+CSV_ID_COLUMN, CSV_LABEL_COLUMN, CSV_NAME_COLUMN = "video_id", "label", "label_name"
+RANGE_COLUMNS = ("start", "end")
+FORMATS = ("lvu", "csv")
 
 
 @dataclass(frozen=True)
@@ -52,6 +67,86 @@ def _parse_label(text: str, path: Path, line_number: int) -> int | float:
         except ValueError:
             pass
     raise ValueError(f"{path}:{line_number}: label {text!r} is not a number")
+
+
+def split_format(path) -> str:
+    """"csv" when the file's first non-empty line holds a comma, else "lvu"."""
+    for line in Path(path).read_text().splitlines():
+        if line.strip():
+            return "csv" if "," in line else "lvu"
+    return "lvu"
+
+
+def default_columns(file_format: str) -> tuple[str, str]:
+    """(id column, label column) of a split file format when the config names none."""
+    return (CSV_ID_COLUMN, CSV_LABEL_COLUMN) if file_format == "csv" else (ID_COLUMN, LABEL_COLUMN)
+
+
+def read_split_file(path, id_column: str, label_column: str) -> list[SplitRow]:
+    """Rows of a split file in either format (:func:`split_format`)."""
+    reader = read_csv_split if split_format(path) == "csv" else read_split_csv
+    return reader(path, id_column, label_column)
+
+
+def _csv_table(path: Path, id_column: str) -> tuple[list[str], list[tuple[int, dict[str, str]]]]:
+    """(header, [(line number, {column: field})]) of a CSV split file; checks the header,
+    the field counts and that no video is listed twice."""
+    with path.open(newline="") as handle:
+        reader = csv.reader(handle)
+        lines = [(reader.line_num, [f.strip() for f in fields]) for fields in reader if any(f.strip() for f in fields)]
+    if not lines:
+        raise ValueError(f"{path} is empty; expected a header such as {CSV_ID_COLUMN},{CSV_LABEL_COLUMN},{CSV_NAME_COLUMN}")
+    header = lines[0][1]
+    if id_column not in header:
+        raise ValueError(f"{path} has no column {id_column!r} (header columns: {header})")
+    rows, first = [], {}
+    for line_number, fields in lines[1:]:
+        if len(fields) != len(header):
+            raise ValueError(f"{path}:{line_number}: {len(fields)} fields, header has {len(header)} (quote a field that holds a comma)")
+        row = dict(zip(header, fields))
+        if row[id_column] in first:
+            raise ValueError(f"{path}:{line_number}: video {row[id_column]!r} is listed twice (first on line {first[row[id_column]]})")
+        first[row[id_column]] = line_number
+        rows.append((line_number, row))
+    return header, rows
+
+
+def read_csv_split(path, id_column: str = CSV_ID_COLUMN, label_column: str = CSV_LABEL_COLUMN) -> list[SplitRow]:
+    """Rows of a CSV split file; `label_name` from its ``label_name`` column when present."""
+    path = Path(path)
+    header, table = _csv_table(path, id_column)
+    if label_column not in header:
+        raise ValueError(f"{path} has no column {label_column!r} (header columns: {header})")
+    rows = []
+    for line_number, row in table:
+        name = row.get(CSV_NAME_COLUMN) or None
+        rows.append(SplitRow(row[id_column], _parse_label(row[label_column], path, line_number), name))
+    return rows
+
+
+def read_csv_ranges(path, id_column: str = CSV_ID_COLUMN) -> dict[str, tuple[float | None, float | None]]:
+    """{video id: (start, end)} in seconds of the rows of a CSV split file whose ``start`` or
+    ``end`` is filled in (an empty one: from the start / to the end of the video)."""
+    path = Path(path)
+    header, table = _csv_table(path, id_column)
+    ranges = {}
+    for line_number, row in table:
+        bounds = []
+        for column in RANGE_COLUMNS:
+            text = row.get(column, "")
+            try:
+                value = float(text) if text else None
+            except ValueError:
+                raise ValueError(f"{path}:{line_number}: {column} {text!r} is not a number of seconds") from None
+            if value is not None and not (math.isfinite(value) and value >= 0):
+                raise ValueError(f"{path}:{line_number}: {column} {text!r} is not a non-negative number of seconds")
+            bounds.append(value)
+        start, end = bounds
+        if start is not None and end is not None and end <= start:
+            raise ValueError(f"{path}:{line_number}: end {end} is not after start {start}")
+        if start is not None or end is not None:
+            ranges[row[id_column]] = (start, end)
+    return ranges
 
 
 def read_split_csv(path, id_column: str = ID_COLUMN, label_column: str = LABEL_COLUMN) -> list[SplitRow]:
