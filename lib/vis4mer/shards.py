@@ -107,14 +107,22 @@ class ShardPlan:
 def nonfinite_problem(array: np.ndarray) -> str | None:
     """Why features `array` ([frames, ...]) must not be used, or None: it holds NaN or
     infinite values (one would stop every training and evaluation that reads it)."""
-    finite = np.isfinite(array)
-    if finite.all():
+    if _all_finite(array):
         return None
+    finite = np.isfinite(array)
     bad_frames = np.flatnonzero(~finite.reshape(len(array), -1).all(axis=1))
     return (
         f"non-finite features: {finite.size - int(finite.sum())} NaN or infinite values "
         f"in {len(bad_frames)} of {len(array)} frames (first: frame {int(bad_frames[0])})"
     )
+
+
+def _all_finite(array: np.ndarray) -> bool:
+    """np.isfinite(array).all(), for float16 from the exponent bits (all ones: inf or NaN), which
+    is ~5x faster than NumPy's float16 isfinite (24 MB: 8 ms instead of 41 ms on this 2-core CPU)."""
+    if array.dtype == np.float16:
+        return not (np.bitwise_and(array.view(np.uint16), 0x7C00) == 0x7C00).any()
+    return bool(np.isfinite(array).all())
 
 
 def _check_video_id(video_id: str) -> None:
