@@ -26,6 +26,11 @@ uncompressed vs lzf vs gzip level 1:
 lzf saves ~10% on frames and nothing on fp16 tokens (whose low mantissa bits
 are noise) while making writes 10-40x slower and reads slower too; gzip costs
 more still. Shards stay contiguous and uncompressed.
+
+Reads: in a contiguous dataset the frames of a video lie back to back, so a training window
+(consecutive frames, all tokens) and a whole video (evaluation, the feature cache) are one
+read each of exactly their bytes (tests/test_shards.py counts them); chunking by frame would
+make a 60-frame window 60 reads. ``tokens: cls`` reads one strided piece per frame.
 """
 
 from __future__ import annotations
