@@ -1,6 +1,6 @@
-"""runtime.feature_cache: the same windows from memory as from the shards, the refusals (too
-little memory, gpu without CUDA), the batches' reused memory, the config key, and a run that
-ends as the uncached one does."""
+"""runtime.feature_cache: the same windows from memory as from the shards (and as the dataset's
+items), the refusals (too little memory, gpu without CUDA), the batches' reused memory, the
+config key, and a run that ends as the uncached one does."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from torch.utils.data import DataLoader
 
 from _sources import config_with
 from _synthetic_features import separable_dataset, write_feature_shard
@@ -37,8 +38,11 @@ def store(tmp_path):
 def batches(store, cache: str, tokens: str, clip_frames: str, epochs: int = 3, num_workers: int = 0):
     rows = [SplitRow(v, i % 2) for i, v in enumerate(store.video_ids)]
     dataset = RandomWindowDataset(store, rows, 6, tokens, "classification", seed=7, epoch_draws="windows", clip_frames=clip_frames)
-    options = RunOptions(device="cpu", progress=False, feature_cache=cache, num_workers=num_workers)
-    loader = training_loader(dataset, 2, options, CPU, torch.Generator().manual_seed(3))
+    if cache == "plain":  # the dataset's own items, collated as torch does (the loader before the cache)
+        loader = DataLoader(dataset, batch_size=2, shuffle=True, generator=torch.Generator().manual_seed(3))
+    else:
+        options = RunOptions(device="cpu", progress=False, feature_cache=cache, num_workers=num_workers)
+        loader = training_loader(dataset, 2, options, CPU, torch.Generator().manual_seed(3))
     out = []
     for epoch in range(epochs):
         dataset.set_epoch(epoch)
@@ -48,12 +52,14 @@ def batches(store, cache: str, tokens: str, clip_frames: str, epochs: int = 3, n
 
 @pytest.mark.parametrize(("tokens", "clip_frames"), [("all", "window"), ("cls", "window"), ("all", "spread")])
 def test_cached_windows_are_the_windows_read_from_the_shards(store, tokens, clip_frames):
+    items = batches(store, "plain", tokens, clip_frames)
     from_shards = batches(store, "none", tokens, clip_frames)
     from_ram = batches(store, "ram", tokens, clip_frames)
-    assert len(from_ram) == len(from_shards) == 3 * 3  # 5 draws per epoch in batches of 2
-    for (x, y, padded), (x_ram, y_ram, padded_ram) in zip(from_shards, from_ram):
-        assert x_ram.dtype == x.dtype == torch.float32 and x_ram.shape == x.shape
-        assert torch.equal(x_ram, x) and torch.equal(y_ram, y) and torch.equal(padded_ram, padded)
+    assert len(from_ram) == len(from_shards) == len(items) == 3 * 3  # 5 draws per epoch in batches of 2
+    for (x, y, padded), *others in zip(items, from_shards, from_ram):
+        for x_other, y_other, padded_other in others:
+            assert x_other.dtype == x.dtype == torch.float32 and x_other.shape == x.shape
+            assert torch.equal(x_other, x) and torch.equal(y_other, y) and torch.equal(padded_other, padded)
     if clip_frames == "window":
         assert any(bool(padded.any()) for _, _, padded in from_ram)  # short videos were drawn, zero-padded
 

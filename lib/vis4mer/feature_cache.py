@@ -1,8 +1,8 @@
-"""A run's training features held in memory (config ``runtime.feature_cache``), and the batches
-of windows assembled from them.
+"""Where a run's training windows come from (config ``runtime.feature_cache``), and the batches
+assembled from them.
 
-``none`` reads every training window from the HDF5 shards (:class:`vis4mer.windows.RandomWindowDataset`
-through a plain DataLoader). ``ram`` and ``gpu`` load the features of the run's training videos
+``none`` reads every training window from the HDF5 shards, in their dtype (:class:`StoredWindows`;
+DataLoader workers may do it). ``ram`` and ``gpu`` load the features of the run's training videos
 once, at the start of the run, in the shards' dtype (float16) and only the tokens the run uses
 (``tokens: cls`` keeps one of 197), into host memory (pinned when the run's device is CUDA, so
 the batches are copied to the device by DMA) or into the device's memory. A window is then a
@@ -18,9 +18,15 @@ of each training video) and compared with the free memory (host: MemAvailable in
 device: torch.cuda.mem_get_info), keeping a fifth of the total for the rest of the run; a
 cache that does not fit is refused (:class:`FeatureCacheError`) before anything is loaded.
 
-Host batches reuse their memory (:class:`_ReusedMemory`): a fresh 200 MB tensor per batch costs
-more in page faults than the copy into it (torch.stack of four 48 MB windows took 0.21 s on
-this 2-core CPU, copying into memory already touched 0.05 s).
+Either way a batch is float32 windows, the same as the dataset's items
+(:class:`vis4mer.windows.RandomWindowDataset`) collated; it is built by :class:`WindowBatches`,
+which converts each window to float32 while copying it into the batch. Host batches reuse
+their memory (:class:`_ReusedMemory`): a fresh 200 MB tensor per batch costs more in page
+faults than the copy into it (torch.stack of four 48 MB windows took 0.21 s on this 2-core
+CPU, a float16 -> float32 copy of one window into memory already touched 6 ms), as did the
+float32 copy of each window that the dataset's items make (57 ms a window). Together: the
+uncached loader went from 484 to 1115 MB/s here (bench/bench_input.py's layout, best of three
+epochs, side by side).
 """
 
 from __future__ import annotations
@@ -34,7 +40,7 @@ from typing import Sequence
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset, default_collate
+from torch.utils.data import Dataset, default_collate, get_worker_info
 from tqdm.auto import tqdm
 
 from vis4mer.feature_store import FeatureStore
@@ -217,6 +223,28 @@ class CachedWindows(Dataset):
         return x, label_tensor(row.label, self.windows.task_type), frames.shape[0] < self.windows.window_frames
 
 
+class StoredWindows(Dataset):
+    """The items of `windows` (a :class:`RandomWindowDataset`) read from its shards in their dtype:
+    ``(x [t * tokens, dim], y, padded)`` as :class:`CachedWindows` gives them (the loader of
+    ``feature_cache: none``; the float32 conversion and the padding are :class:`WindowBatches`')."""
+
+    def __init__(self, windows: RandomWindowDataset):
+        self.windows = windows
+
+    def __len__(self) -> int:
+        return len(self.windows)
+
+    def __getitem__(self, index: int):
+        windows = self.windows
+        row, clip = windows.clip(index)
+        if isinstance(clip, slice):
+            frames = windows.store.read(row.video_id, clip.start, clip.stop, windows.tokens, dtype=None)
+        else:
+            frames = windows.store.read_frames(row.video_id, clip, windows.tokens, dtype=None)
+        x = torch.from_numpy(frames).reshape(-1, windows.store.dim)
+        return x, label_tensor(row.label, windows.task_type), frames.shape[0] < windows.window_frames
+
+
 class WindowBatches:
     """collate_fn of :class:`CachedWindows` items (and of vis4mer.distributed.WeightedItems
     wrapping them): ``(x [batch, length, dim] float32 on device, *the rest collated)``, each
@@ -232,7 +260,9 @@ class WindowBatches:
         source = windows[0]
         # copy in the cache's dtype to the device, convert there; on one device convert while copying
         staged = source.device.type != self.device.type and source.dtype != torch.float32
-        if self.device.type == "cpu":
+        if self.device.type == "cpu" and get_worker_info() is not None:  # a DataLoader worker sends it back
+            x = torch.empty(shape, dtype=torch.float32).share_memory_()  # through shared memory: allocate it there
+        elif self.device.type == "cpu":
             x = self._memory.empty(shape, torch.float32)
         else:
             x = torch.empty(shape, dtype=source.dtype if staged else torch.float32, device=self.device)

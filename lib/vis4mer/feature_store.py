@@ -117,13 +117,13 @@ class FeatureStore:
             handle = self._handles[shard] = open_shard(self.paths[shard])
         return handle
 
-    def read(self, video_id: str, start: int = 0, stop: int | None = None, tokens: str = "all") -> np.ndarray:
-        """float32 ``[frames, tokens, dim]`` for frames ``start:stop`` of the video."""
+    def read(self, video_id: str, start: int = 0, stop: int | None = None, tokens: str = "all", dtype=np.float32) -> np.ndarray:
+        """``[frames, tokens, dim]`` for frames ``start:stop`` of the video, as `dtype` (None: as stored)."""
         entry = self._entries[video_id]
         dataset = self._handle(entry.shard)[VIDEOS_GROUP][video_id]
         if tokens not in TOKEN_MODES:
             raise ValueError(f"tokens must be one of {TOKEN_MODES}, got {tokens!r}")
-        array = np.asarray(dataset[start:stop, :1] if tokens == "cls" else dataset[start:stop], dtype=np.float32)
+        array = np.asarray(dataset[start:stop, :1] if tokens == "cls" else dataset[start:stop], dtype=dtype)
         self._check_finite(video_id, array, f"frames {start}:{stop}")
         return array
 
@@ -144,9 +144,9 @@ class FeatureStore:
                 f"re-extract the shard (delete it and re-run) or drop the video from the split files"
             )
 
-    def read_frames(self, video_id: str, indices, tokens: str = "all") -> np.ndarray:
-        """float32 ``[len(indices), tokens, dim]``: the frames at `indices` of the video, in that
-        order (repeats allowed); each distinct frame is read once."""
+    def read_frames(self, video_id: str, indices, tokens: str = "all", dtype=np.float32) -> np.ndarray:
+        """``[len(indices), tokens, dim]`` as `dtype` (None: as stored): the frames at `indices` of
+        the video, in that order (repeats allowed); each distinct frame is read once."""
         entry = self._entries[video_id]
         if tokens not in TOKEN_MODES:
             raise ValueError(f"tokens must be one of {TOKEN_MODES}, got {tokens!r}")
@@ -155,7 +155,7 @@ class FeatureStore:
             raise IndexError(f"frames {unique[0]}..{unique[-1]} of video {video_id!r}, which has {entry.n_frames}")
         dataset = self._handle(entry.shard)[VIDEOS_GROUP][video_id]
         array = dataset[unique.tolist(), :1] if tokens == "cls" else dataset[unique.tolist()]
-        return np.asarray(array, dtype=np.float32)[inverse]
+        return np.asarray(array, dtype=dtype)[inverse]
 
     def close(self) -> None:
         for handle in self._handles.values():

@@ -63,7 +63,7 @@ from tqdm.auto import tqdm
 from vis4mer import atomic
 from vis4mer import resume as resume_state
 from vis4mer.checkpoint import build_metadata, epoch_checkpoint
-from vis4mer.feature_cache import FEATURE_CACHES, KEY as FEATURE_CACHE_KEY, CachedWindows, FeatureCache, WindowBatches, processes_on_this_machine
+from vis4mer.feature_cache import FEATURE_CACHES, KEY as FEATURE_CACHE_KEY, CachedWindows, FeatureCache, StoredWindows, WindowBatches, processes_on_this_machine
 from vis4mer.feature_store import FeatureStore
 from vis4mer.labels import describe_labels
 from vis4mer.windows import RandomWindowDataset, tokens_per_frame
@@ -477,20 +477,21 @@ def training_loader(
     from `generator` (the same whatever the options), this rank's part of each under `ctx`.
 
     ``options.feature_cache`` ``none``: `options.num_workers` workers read the windows from the
-    shards (pinned batches on CUDA). ``ram``/``gpu``: the training videos' features are loaded
+    shards in their dtype and assemble float32 batches (pinned on CUDA). ``ram``/``gpu``: the training videos' features are loaded
     here, once (:class:`vis4mer.feature_cache.FeatureCache`, refused when they do not fit), and
     each batch is assembled from them in this process, float32 on `device`.
     """
     ctx = ctx or DistContext()
     device = torch.device(device)
-    items, collate, workers, pin_memory = dataset, None, options.num_workers, device.type == "cuda"
+    length = dataset.window_frames * tokens_per_frame(dataset.store.n_tokens, dataset.tokens)
+    items, collate = StoredWindows(dataset), WindowBatches(length, dataset.store.dim, torch.device("cpu"))
+    workers, pin_memory = options.num_workers, device.type == "cuda"
     if options.feature_cache != "none":
         cache = FeatureCache.load(
             dataset.store, [row.video_id for row in dataset.rows], dataset.tokens, options.feature_cache, device,
             progress=options.progress, copies=processes_on_this_machine() if options.feature_cache == "ram" else 1,
             description=f"{run_name} feature cache".strip(),
         )
-        length = dataset.window_frames * tokens_per_frame(dataset.store.n_tokens, dataset.tokens)
         items, collate, workers, pin_memory = CachedWindows(dataset, cache), WindowBatches(length, cache.dim, device), 0, False
         if options.num_workers:
             logger.info("run %s: %s %s: batches are assembled in this process (num_workers %d unused)",
