@@ -36,8 +36,8 @@ from common import copy_bandwidth, fastest, parse_args, plot_bars, ratio, side_b
 
 PRESETS = {
     "lvu": dict(videos=64, frames=90, tokens=197, dim=1024, window=60, batch=16, epochs=3, workers=(0, 4), copy_mib=2048, rounds=1),
-    # workers: 0 only; 2 workers on this 2-core CPU delivered 49 MB/s against 329 MB/s in-process
-    # (each 194 MB batch is pickled through shared memory by cores the reading also needs)
+    # workers: 0 only; 2 workers on this 2-core CPU delivered 228 MB/s against 1115 MB/s in-process
+    # (each 194 MB batch goes through shared memory, moved by the cores the reading also needs)
     "cpu": dict(videos=16, frames=90, tokens=197, dim=1024, window=60, batch=4, epochs=2, workers=(0,), copy_mib=256, rounds=2),
     "tiny": dict(videos=4, frames=8, tokens=3, dim=16, window=4, batch=2, epochs=2, workers=(0, 2), copy_mib=1, rounds=1),
 }
