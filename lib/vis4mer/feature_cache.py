@@ -1,7 +1,7 @@
 """Where a run's training windows come from (config ``runtime.feature_cache``), and the batches
 assembled from them.
 
-``none`` reads every training window from the HDF5 shards, in their dtype (:class:`StoredWindows`;
+``none`` reads every training window from the HDF5 shards, in their dtype (:class:`WindowItems`;
 DataLoader workers may do it). ``ram`` and ``gpu`` load the features of the run's training videos
 once, at the start of the run, in the shards' dtype (float16) and only the tokens the run uses
 (``tokens: cls`` keeps one of 197), into host memory (pinned when the run's device is CUDA, so
@@ -173,10 +173,6 @@ class FeatureCache:
         return cls(videos, tokens, dim)
 
     @property
-    def device(self) -> torch.device:
-        return next(iter(self.videos.values())).device if self.videos else torch.device("cpu")
-
-    @property
     def dtype(self) -> torch.dtype:
         return next(iter(self.videos.values())).dtype if self.videos else torch.float16
 
@@ -203,51 +199,38 @@ def _pin(block: torch.Tensor) -> None:
 # --------------------------------------------------------------------------- windows and batches
 
 
-class CachedWindows(Dataset):
-    """The items of `windows` (a :class:`RandomWindowDataset`: same clips, same order) with the
-    frames from `cache`: ``(x [t * tokens, dim] view in the cache's dtype, y, padded)``, ``t``
-    short of the window for short videos (:class:`WindowBatches` pads)."""
+class WindowItems(Dataset):
+    """The items of `windows` (a :class:`RandomWindowDataset`: same clips, same order) in the
+    stored dtype, from `cache` when given, else read from the shards: ``(x [t * tokens, dim], y,
+    padded)``, ``t`` short of the window for short videos (:class:`WindowBatches` converts to
+    float32 and pads)."""
 
-    def __init__(self, windows: RandomWindowDataset, cache: FeatureCache):
-        if cache.tokens != windows.tokens:
+    def __init__(self, windows: RandomWindowDataset, cache: FeatureCache | None = None):
+        if cache is not None and cache.tokens != windows.tokens:
             raise ValueError(f"the cache holds tokens {cache.tokens!r}, the windows need {windows.tokens!r}")
         self.windows, self.cache = windows, cache
 
     def __len__(self) -> int:
         return len(self.windows)
 
+    def _frames(self, video_id: str, clip: slice | np.ndarray) -> torch.Tensor:
+        if self.cache is not None:
+            return self.cache.frames(video_id, clip)
+        store, tokens = self.windows.store, self.windows.tokens
+        if isinstance(clip, slice):
+            return torch.from_numpy(store.read(video_id, clip.start, clip.stop, tokens, dtype=None))
+        return torch.from_numpy(store.read_frames(video_id, clip, tokens, dtype=None))
+
     def __getitem__(self, index: int):
         row, clip = self.windows.clip(index)
-        frames = self.cache.frames(row.video_id, clip)
-        x = frames.reshape(-1, self.cache.dim)
+        frames = self._frames(row.video_id, clip)
+        x = frames.reshape(-1, frames.shape[-1])
         return x, label_tensor(row.label, self.windows.task_type), frames.shape[0] < self.windows.window_frames
 
 
-class StoredWindows(Dataset):
-    """The items of `windows` (a :class:`RandomWindowDataset`) read from its shards in their dtype:
-    ``(x [t * tokens, dim], y, padded)`` as :class:`CachedWindows` gives them (the loader of
-    ``feature_cache: none``; the float32 conversion and the padding are :class:`WindowBatches`')."""
-
-    def __init__(self, windows: RandomWindowDataset):
-        self.windows = windows
-
-    def __len__(self) -> int:
-        return len(self.windows)
-
-    def __getitem__(self, index: int):
-        windows = self.windows
-        row, clip = windows.clip(index)
-        if isinstance(clip, slice):
-            frames = windows.store.read(row.video_id, clip.start, clip.stop, windows.tokens, dtype=None)
-        else:
-            frames = windows.store.read_frames(row.video_id, clip, windows.tokens, dtype=None)
-        x = torch.from_numpy(frames).reshape(-1, windows.store.dim)
-        return x, label_tensor(row.label, windows.task_type), frames.shape[0] < windows.window_frames
-
-
 class WindowBatches:
-    """collate_fn of :class:`CachedWindows` items (and of vis4mer.distributed.WeightedItems
-    wrapping them): ``(x [batch, length, dim] float32 on device, *the rest collated)``, each
+    """collate_fn of :class:`WindowItems` (and of vis4mer.distributed.WeightedItems wrapping
+    them): ``(x [batch, length, dim] float32 on device, *the rest collated)``, each
     window copied once into ``x`` (zero-padded at the end), a host ``x`` in reused memory."""
 
     def __init__(self, length: int, dim: int, device: torch.device):

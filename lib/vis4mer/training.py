@@ -63,7 +63,7 @@ from tqdm.auto import tqdm
 from vis4mer import atomic
 from vis4mer import resume as resume_state
 from vis4mer.checkpoint import build_metadata, epoch_checkpoint
-from vis4mer.feature_cache import FEATURE_CACHES, KEY as FEATURE_CACHE_KEY, CachedWindows, FeatureCache, StoredWindows, WindowBatches, processes_on_this_machine
+from vis4mer.feature_cache import FEATURE_CACHES, KEY as FEATURE_CACHE_KEY, FeatureCache, WindowBatches, WindowItems, processes_on_this_machine
 from vis4mer.feature_store import FeatureStore
 from vis4mer.labels import describe_labels
 from vis4mer.windows import RandomWindowDataset, tokens_per_frame
@@ -484,7 +484,7 @@ def training_loader(
     ctx = ctx or DistContext()
     device = torch.device(device)
     length = dataset.window_frames * tokens_per_frame(dataset.store.n_tokens, dataset.tokens)
-    items, collate = StoredWindows(dataset), WindowBatches(length, dataset.store.dim, torch.device("cpu"))
+    items, collate = WindowItems(dataset), WindowBatches(length, dataset.store.dim, torch.device("cpu"))
     workers, pin_memory = options.num_workers, device.type == "cuda"
     if options.feature_cache != "none":
         cache = FeatureCache.load(
@@ -492,7 +492,7 @@ def training_loader(
             progress=options.progress, copies=processes_on_this_machine() if options.feature_cache == "ram" else 1,
             description=f"{run_name} feature cache".strip(),
         )
-        items, collate, workers, pin_memory = CachedWindows(dataset, cache), WindowBatches(length, cache.dim, device), 0, False
+        items, collate, workers, pin_memory = WindowItems(dataset, cache), WindowBatches(length, cache.dim, device), 0, False
         if options.num_workers:
             logger.info("run %s: %s %s: batches are assembled in this process (num_workers %d unused)",
                         run_name, FEATURE_CACHE_KEY, options.feature_cache, options.num_workers)
