@@ -477,9 +477,10 @@ def training_loader(
     from `generator` (the same whatever the options), this rank's part of each under `ctx`.
 
     ``options.feature_cache`` ``none``: `options.num_workers` workers read the windows from the
-    shards in their dtype and assemble float32 batches (pinned on CUDA). ``ram``/``gpu``: the training videos' features are loaded
-    here, once (:class:`vis4mer.feature_cache.FeatureCache`, refused when they do not fit), and
-    each batch is assembled from them in this process, float32 on `device`.
+    shards in their dtype and assemble float32 batches (pinned on CUDA). ``ram``/``gpu``: the
+    training videos' features are loaded here, once (:class:`vis4mer.feature_cache.FeatureCache`,
+    refused when they do not fit), and each batch is assembled from them in this process,
+    float32 on `device`.
     """
     ctx = ctx or DistContext()
     device = torch.device(device)
