@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-SCRIPTS = ["bench_scaling.py", "bench_speedups.py", "bench_floor.py", "bench_extraction.py", "bench_model.py", "bench_cauchy.py"]
+SCRIPTS = ["bench_scaling.py", "bench_speedups.py", "bench_floor.py", "bench_extraction.py", "bench_model.py", "bench_cauchy.py", "bench_input.py"]
 
 
 def run_all(preset: str) -> None:

@@ -109,6 +109,20 @@ def _revision_rows(revision: dict) -> list[tuple[str, str, str]]:
     return out
 
 
+def _input_rows(payload: dict) -> list[tuple[str, str, str]]:
+    """The training loader per runtime.feature_cache: MB/s and windows/s, and as a fraction of memcpy."""
+    size, memcpy = payload["size"], payload["memcpy_mb_per_s"]
+    where = f"[{size['window']}·{size['tokens']}, {size['dim']}] float32 windows, batch {size['batch']}"
+    out = [("host memcpy, MB/s copied", _num(memcpy["host"]), "same run")]
+    for name, result in payload["results"].items():
+        case = f"training loader, feature_cache {name}"
+        out.append((f"{case}: MB/s (windows/s)", f"{_num(result.get('mb_per_s'))} ({_num(result.get('windows_per_s'))}/s)", where))
+        out.append((f"{case} / host memcpy", _x(result.get("ratio_to_host_memcpy")), where))
+        if "ratio_to_bound" in result:
+            out.append((f"{case} / {result['bound'].replace('_', '-')} copy", _x(result["ratio_to_bound"]), where))
+    return out
+
+
 # script name (bench_<name>.py, results <name>_<preset>_<tag>.json) -> its rows
 SECTIONS = {
     "scaling": _scaling_rows,
@@ -116,6 +130,7 @@ SECTIONS = {
     "speedups": _speedups_rows,
     "floor": _floor_rows,
     "extraction": _extraction_rows,
+    "input": _input_rows,
 }
 
 

@@ -240,6 +240,7 @@ SCRIPTS = {
     "bench_extraction": ("extraction", {"matmul", "vit", "decode", "headline"}),
     "bench_model": ("model", {"results", "size"}),
     "bench_cauchy": ("cauchy", {"results", "size"}),
+    "bench_input": ("input", {"results", "headline", "size", "memcpy_mb_per_s", "shards"}),
 }
 
 
@@ -326,3 +327,15 @@ def test_summary_table_quotes_the_json(tiny_results, monkeypatch):
     assert "| Transformer / ViS4mer training-step memory (torch-allocated) |" in text
     assert text.splitlines()[2].endswith("| `python bench/bench_scaling.py --preset tiny` |")  # the command that wrote it
     assert "fp64 / fp16 HDF5 file size" in text and "measured step / floor" in text
+    ram = payloads["bench_input"]["results"]["ram"]["ratio_to_host_memcpy"]
+    assert f"| training loader, feature_cache ram / host memcpy | {ram:.3g}× |" in text
+
+
+def test_input_bench_measures_every_cache_and_the_same_windows(tiny_results):
+    _, payloads = tiny_results
+    results = payloads["bench_input"]["results"]
+    assert set(results) == {"none, 0 workers", "none, 2 workers", "ram"}  # gpu only on CUDA
+    # every case delivers the same windows: 4 videos, 2 epochs, float32 [4·3, 16]
+    assert {tuple((e["windows"], e["bytes"]) for e in r["epochs"]) for r in results.values()} == {((4, 4 * 12 * 16 * 4),) * 2}
+    assert all(r["mb_per_s"] > 0 and r["ratio_to_host_memcpy"] > 0 for r in results.values())
+    assert results["ram"]["load_seconds"] > 0 and payloads["bench_input"]["memcpy_mb_per_s"]["host"] > 0

@@ -110,3 +110,54 @@ def test_duplicate_and_invalid_ids_are_rejected(tmp_path):
         with ShardWriter(tmp_path / "s.h5", "frames") as shard:
             shard.add("a/b", np.zeros(1))
     assert list(tmp_path.iterdir()) == []
+
+
+# ---- the layout the training reads rely on ------------------------------------------------------
+
+FRAME = (8, 1024)  # tokens x dim: 16 KiB per float16 frame, so a 6-frame window (96 KiB) is past HDF5's 64 KiB sieve buffer
+
+
+def test_features_are_stored_contiguous_and_uncompressed(tmp_path):
+    path = tmp_path / "f.h5"
+    with ShardWriter(path, "features") as shard:
+        shard.add("v", np.zeros((20, *FRAME), dtype=np.float16), n_frames=20)
+    with open_shard(path) as handle:
+        dataset = handle["videos"]["v"]
+        assert dataset.id.get_create_plist().get_layout() == h5py.h5d.CONTIGUOUS
+        assert dataset.chunks is None and dataset.compression is None
+
+
+def test_a_window_and_a_whole_video_are_one_contiguous_read_each(tmp_path, monkeypatch):
+    """What a FeatureStore reads from the file: a window of consecutive frames (training, no
+    cache) is one read of exactly its bytes, and a whole video (evaluation, loading the cache)
+    is one read too: the frames of a video lie back to back in the file."""
+    import io
+
+    from vis4mer import feature_store
+
+    path = tmp_path / "f.h5"
+    video = np.random.default_rng(0).normal(size=(20, *FRAME)).astype(np.float16)
+    with ShardWriter(path, "features") as shard:
+        shard.add("v", video, n_frames=20)
+    reads: list[int] = []
+
+    class CountingFile(io.FileIO):
+        def readinto(self, buffer):
+            n = super().readinto(buffer)
+            reads.append(n)
+            return n
+
+    monkeypatch.setattr(feature_store, "open_shard", lambda p: h5py.File(CountingFile(p, "rb"), "r"))
+    store = feature_store.FeatureStore([path])
+    store.read("v", 0, 1)  # opens the file, reads the metadata
+    frame_bytes = FRAME[0] * FRAME[1] * 2
+    reads.clear()
+    window = store.read("v", 5, 11)
+    assert [n for n in reads if n >= frame_bytes] == [6 * frame_bytes]
+    np.testing.assert_array_equal(window, video[5:11].astype(np.float32))
+    reads.clear()
+    out = np.empty_like(video)
+    store.read_into("v", out)
+    store.close()  # the HDF5 file before its Python file object (closing it later can crash h5py)
+    assert [n for n in reads if n >= frame_bytes] == [20 * frame_bytes]
+    np.testing.assert_array_equal(out, video)

@@ -35,7 +35,7 @@ class FeatureStore:
     half-written one). Videos the features stage skipped are listed in
     :attr:`skipped` with the stage's message. All videos must share the token count
     and feature dimension; the extractor's attrs (backbone, weights, fps, ...) are
-    exposed as :attr:`attrs`.
+    exposed as :attr:`attrs`, the stored dtype (float16 from the features stages) as :attr:`dtype`.
 
     HDF5 handles are opened lazily per process (DataLoader workers get their own).
     """
@@ -65,7 +65,7 @@ class FeatureStore:
                             "feature shards hold [frames, tokens, dim] arrays"
                         )
                     if shape is None:
-                        shape = tuple(dataset.shape[1:])
+                        shape, self.dtype = tuple(dataset.shape[1:]), dataset.dtype
                         video_attrs = {k: _plain(v) for k, v in dataset.attrs.items() if k not in _PER_VIDEO_ATTRS}
                         self.attrs = {**file_attrs, **video_attrs}
                     elif tuple(dataset.shape[1:]) != shape:
@@ -117,23 +117,36 @@ class FeatureStore:
             handle = self._handles[shard] = open_shard(self.paths[shard])
         return handle
 
-    def read(self, video_id: str, start: int = 0, stop: int | None = None, tokens: str = "all") -> np.ndarray:
-        """float32 ``[frames, tokens, dim]`` for frames ``start:stop`` of the video."""
+    def read(self, video_id: str, start: int = 0, stop: int | None = None, tokens: str = "all", dtype=np.float32) -> np.ndarray:
+        """``[frames, tokens, dim]`` for frames ``start:stop`` of the video, as `dtype` (None: as stored)."""
         entry = self._entries[video_id]
         dataset = self._handle(entry.shard)[VIDEOS_GROUP][video_id]
         if tokens not in TOKEN_MODES:
             raise ValueError(f"tokens must be one of {TOKEN_MODES}, got {tokens!r}")
-        array = np.asarray(dataset[start:stop, :1] if tokens == "cls" else dataset[start:stop], dtype=np.float32)
-        if problem := nonfinite_problem(array):  # a shard written before the features stage checked
-            raise ValueError(
-                f"{self.paths[entry.shard]}: videos/{video_id}, frames {start}:{stop}: {problem}; "
-                f"re-extract the shard (delete it and re-run) or drop the video from the split files"
-            )
+        array = np.asarray(dataset[start:stop, :1] if tokens == "cls" else dataset[start:stop], dtype=dtype)
+        self._check_finite(video_id, array, f"frames {start}:{stop}")
         return array
 
-    def read_frames(self, video_id: str, indices, tokens: str = "all") -> np.ndarray:
-        """float32 ``[len(indices), tokens, dim]``: the frames at `indices` of the video, in that
-        order (repeats allowed); each distinct frame is read once."""
+    def read_into(self, video_id: str, out: np.ndarray, tokens: str = "all") -> None:
+        """Every frame of the video into `out` (``[frames, tokens, dim]``, e.g. :attr:`dtype`:
+        no conversion), in one read (the shards' datasets are contiguous, vis4mer.shards)."""
+        entry = self._entries[video_id]
+        if tokens not in TOKEN_MODES:
+            raise ValueError(f"tokens must be one of {TOKEN_MODES}, got {tokens!r}")
+        dataset = self._handle(entry.shard)[VIDEOS_GROUP][video_id]
+        dataset.read_direct(out, np.s_[:, :1] if tokens == "cls" else np.s_[:])
+        self._check_finite(video_id, out, "all frames")
+
+    def _check_finite(self, video_id: str, array: np.ndarray, frames: str) -> None:
+        if problem := nonfinite_problem(array):  # a shard written before the features stage checked
+            raise ValueError(
+                f"{self.paths[self._entries[video_id].shard]}: videos/{video_id}, {frames}: {problem}; "
+                f"re-extract the shard (delete it and re-run) or drop the video from the split files"
+            )
+
+    def read_frames(self, video_id: str, indices, tokens: str = "all", dtype=np.float32) -> np.ndarray:
+        """``[len(indices), tokens, dim]`` as `dtype` (None: as stored): the frames at `indices` of
+        the video, in that order (repeats allowed); each distinct frame is read once."""
         entry = self._entries[video_id]
         if tokens not in TOKEN_MODES:
             raise ValueError(f"tokens must be one of {TOKEN_MODES}, got {tokens!r}")
@@ -142,7 +155,7 @@ class FeatureStore:
             raise IndexError(f"frames {unique[0]}..{unique[-1]} of video {video_id!r}, which has {entry.n_frames}")
         dataset = self._handle(entry.shard)[VIDEOS_GROUP][video_id]
         array = dataset[unique.tolist(), :1] if tokens == "cls" else dataset[unique.tolist()]
-        return np.asarray(array, dtype=np.float32)[inverse]
+        return np.asarray(array, dtype=dtype)[inverse]
 
     def close(self) -> None:
         for handle in self._handles.values():

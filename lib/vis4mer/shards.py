@@ -29,6 +29,11 @@ uncompressed vs lzf vs gzip level 1:
 lzf saves ~10% on frames and nothing on fp16 tokens (whose low mantissa bits
 are noise) while making writes 10-40x slower and reads slower too; gzip costs
 more still. Shards stay contiguous and uncompressed.
+
+Reads: in a contiguous dataset the frames of a video lie back to back, so a training window
+(consecutive frames, all tokens) and a whole video (evaluation, the feature cache) are one
+read each of exactly their bytes (tests/test_shards.py counts them); chunking by frame would
+make a 60-frame window 60 reads. ``tokens: cls`` reads one strided piece per frame.
 """
 
 from __future__ import annotations
@@ -112,14 +117,22 @@ class ShardPlan:
 def nonfinite_problem(array: np.ndarray) -> str | None:
     """Why features `array` ([frames, ...]) must not be used, or None: it holds NaN or
     infinite values (one would stop every training and evaluation that reads it)."""
-    finite = np.isfinite(array)
-    if finite.all():
+    if _all_finite(array):
         return None
+    finite = np.isfinite(array)
     bad_frames = np.flatnonzero(~finite.reshape(len(array), -1).all(axis=1))
     return (
         f"non-finite features: {finite.size - int(finite.sum())} NaN or infinite values "
         f"in {len(bad_frames)} of {len(array)} frames (first: frame {int(bad_frames[0])})"
     )
+
+
+def _all_finite(array: np.ndarray) -> bool:
+    """np.isfinite(array).all(), for float16 from the exponent bits (all ones: inf or NaN), which
+    is ~5x faster than NumPy's float16 isfinite (24 MB: 8 ms instead of 41 ms on this 2-core CPU)."""
+    if array.dtype == np.float16:
+        return not (np.bitwise_and(array.view(np.uint16), 0x7C00) == 0x7C00).any()
+    return bool(np.isfinite(array).all())
 
 
 def _check_video_id(video_id: str) -> None:

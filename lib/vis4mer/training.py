@@ -25,8 +25,8 @@ Checkpoints (:mod:`vis4mer.checkpoint`) carry everything needed to rebuild the m
 read features for it (:func:`vis4mer.checkpoint.load_model`).
 
 Settings: :class:`TrainSettings` are the hyper-parameters (they decide the result and the
-run's identity); :class:`RunOptions` say how the run is executed (device, data workers,
-evaluation batch size, progress bars) and can change between a run and its resumption.
+run's identity); :class:`RunOptions` say how the run is executed (device, data workers, the
+feature cache, evaluation batch size, progress bars) and can change between a run and its resumption.
 
 Resuming: ``last`` also carries the full resume state (optimizer, scheduler, random
 states, best-so-far: :class:`vis4mer.resume.RunState`); with ``TrainOutputs.state_dir`` a
@@ -63,6 +63,7 @@ from tqdm.auto import tqdm
 from vis4mer import atomic
 from vis4mer import resume as resume_state
 from vis4mer.checkpoint import build_metadata, epoch_checkpoint
+from vis4mer.feature_cache import FEATURE_CACHES, KEY as FEATURE_CACHE_KEY, FeatureCache, WindowBatches, WindowItems, processes_on_this_machine
 from vis4mer.feature_store import FeatureStore
 from vis4mer.labels import describe_labels
 from vis4mer.windows import RandomWindowDataset, tokens_per_frame
@@ -123,6 +124,11 @@ class RunOptions:
     num_workers: int = 0  # DataLoader workers
     eval_batch_size: int = 32  # windows per forward in validation
     progress: bool = True  # tqdm bars
+    feature_cache: str = "none"  # none | ram | gpu: where training windows come from (vis4mer.feature_cache)
+
+    def __post_init__(self):
+        if self.feature_cache not in FEATURE_CACHES:
+            raise ValueError(f"{FEATURE_CACHE_KEY} must be one of {FEATURE_CACHES}, got {self.feature_cache!r}")
 
 
 @dataclass
@@ -267,7 +273,7 @@ class _Run:
         # draw after the first epoch), so the order is a function of (seed, epoch) that
         # resuming restores and that the distributed sampler reproduces on every rank.
         self.generator = torch.Generator().manual_seed(settings.seed)
-        self.loader = self._loader()
+        self.loader = training_loader(self.dataset, settings.batch_size, options, device, self.generator, ctx, run_name)
 
         self.metadata = build_metadata(
             run_name=run_name, arch=model_spec.arch, model_kwargs=model_kwargs, task_type=task_type,
@@ -280,22 +286,6 @@ class _Run:
         )
         self.log: list[dict[str, Any]] = []
         self.state = resume_state.RunState(resume_state.fingerprint(self.metadata, store.paths, self.train_rows, self.val_rows))
-
-    def _loader(self) -> DataLoader:
-        ctx, settings, options = self.ctx, self.settings, self.options
-        pin_memory = self.device.type == "cuda"
-        if not ctx.distributed:
-            return DataLoader(
-                self.dataset, batch_size=settings.batch_size, shuffle=True, generator=self.generator,
-                num_workers=options.num_workers, pin_memory=pin_memory,
-            )
-        if settings.batch_size < ctx.world_size:
-            logger.warning("run %s: batch_size %d < %d processes: some ranks idle every step", self.name, settings.batch_size, ctx.world_size)
-        return DataLoader(
-            WeightedItems(self.dataset),
-            batch_sampler=ShardedBatchSampler(len(self.dataset), settings.batch_size, ctx.rank, ctx.world_size, self.generator),
-            generator=self.generator, num_workers=options.num_workers, pin_memory=pin_memory,
-        )
 
     # -- resume
     def resume(self) -> int:
@@ -474,6 +464,53 @@ class _Run:
         self.ctx.barrier()
         self.store.close()
         return TrainResult(self.state.best_epoch, self.state.best_val_metric, len(self.log), self.log)
+
+
+def training_loader(
+    dataset: RandomWindowDataset,
+    batch_size: int,
+    options: RunOptions,
+    device: torch.device,
+    generator: torch.Generator,
+    ctx: DistContext | None = None,
+    run_name: str = "",
+) -> DataLoader:
+    """The DataLoader of a run's training windows: batches of `dataset`'s items in an order drawn
+    from `generator` (the same whatever the options), this rank's part of each under `ctx`.
+
+    ``options.feature_cache`` ``none``: `options.num_workers` workers read the windows from the
+    shards in their dtype and assemble float32 batches (pinned on CUDA). ``ram``/``gpu``: the
+    training videos' features are loaded here, once (:class:`vis4mer.feature_cache.FeatureCache`,
+    refused when they do not fit), and each batch is assembled from them in this process,
+    float32 on `device`.
+    """
+    ctx = ctx or DistContext()
+    device = torch.device(device)
+    length = dataset.window_frames * tokens_per_frame(dataset.store.n_tokens, dataset.tokens)
+    items, collate = WindowItems(dataset), WindowBatches(length, dataset.store.dim, torch.device("cpu"))
+    workers, pin_memory = options.num_workers, device.type == "cuda"
+    if options.feature_cache != "none":
+        cache = FeatureCache.load(
+            dataset.store, [row.video_id for row in dataset.rows], dataset.tokens, options.feature_cache, device,
+            progress=options.progress, copies=processes_on_this_machine() if options.feature_cache == "ram" else 1,
+            description=f"{run_name} feature cache".strip(),
+        )
+        items, collate, workers, pin_memory = WindowItems(dataset, cache), WindowBatches(length, cache.dim, device), 0, False
+        if options.num_workers:
+            logger.info("run %s: %s %s: batches are assembled in this process (num_workers %d unused)",
+                        run_name, FEATURE_CACHE_KEY, options.feature_cache, options.num_workers)
+    if not ctx.distributed:
+        return DataLoader(
+            items, batch_size=batch_size, shuffle=True, generator=generator, num_workers=workers, pin_memory=pin_memory,
+            collate_fn=collate,
+        )
+    if batch_size < ctx.world_size:
+        logger.warning("run %s: batch_size %d < %d processes: some ranks idle every step", run_name, batch_size, ctx.world_size)
+    return DataLoader(
+        WeightedItems(items),
+        batch_sampler=ShardedBatchSampler(len(dataset), batch_size, ctx.rank, ctx.world_size, generator),
+        generator=generator, num_workers=workers, pin_memory=pin_memory, collate_fn=collate,
+    )
 
 
 def _better(candidate: tuple[float, float], best: tuple[float, float], mode: str) -> bool:

@@ -193,15 +193,23 @@ class RandomWindowDataset(Dataset):
     def __len__(self) -> int:
         return len(self.rows)
 
-    def __getitem__(self, index: int):
+    def clip(self, index: int) -> tuple[SplitRow, slice | np.ndarray]:
+        """The row of item `index` and its clip's frames: a slice (``window``, its stop may pass
+        the video's end) or frame indices (``spread``)."""
         row = self.rows[self.draws[index]]
         rng = np.random.default_rng([self.seed, self.epoch, index])
         n_frames = self.store.n_frames(row.video_id)
         if self.clip_frames == "spread":
-            frames = self.store.read_frames(row.video_id, spread_indices(n_frames, self.window_frames, rng), self.tokens)
+            return row, spread_indices(n_frames, self.window_frames, rng)
+        start = random_window_start(n_frames, self.window_frames, rng)
+        return row, slice(start, start + self.window_frames)
+
+    def __getitem__(self, index: int):
+        row, clip = self.clip(index)
+        if isinstance(clip, slice):
+            frames = self.store.read(row.video_id, clip.start, clip.stop, self.tokens)
         else:
-            start = random_window_start(n_frames, self.window_frames, rng)
-            frames = self.store.read(row.video_id, start, start + self.window_frames, self.tokens)
+            frames = self.store.read_frames(row.video_id, clip, self.tokens)
         frames, n_valid = pad_window(frames, self.window_frames)
         x = torch.from_numpy(np.ascontiguousarray(flatten_window(frames)))
         return x, label_tensor(row.label, self.task_type), n_valid < self.window_frames

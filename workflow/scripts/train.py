@@ -44,7 +44,8 @@ def main():
     rt = runtime(snakemake)
     settings = TrainSettings.from_dict(snakemake.params.training)  # training_config: all but LAUNCH_SETTINGS
     options = RunOptions(
-        device=rt["device"], num_workers=rt["num_workers"], eval_batch_size=rt["eval_batch_size"], progress=rt["progress"]
+        device=rt["device"], num_workers=rt["num_workers"], eval_batch_size=rt["eval_batch_size"], progress=rt["progress"],
+        feature_cache=rt["feature_cache"],
     )
     rows = {
         split: read_task_rows(getattr(snakemake.input, split), task["id_column"], task["label_column"], task["label_transform"])
