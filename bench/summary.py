@@ -54,25 +54,28 @@ def _scaling_rows(scaling: dict) -> list[tuple[str, str, str]]:
 
 
 def _speedups_rows(speedups: dict) -> list[tuple[str, str, str]]:
+    """The ratios of the parts that ran (--parts)."""
     results, step = speedups["results"], speedups["size"]["step"]
     where = f"B={step['batch']}, d_model={step['d_model']}, L={step['length']}"
-    out = [("fp32 / bf16-autocast ViS4mer step time", _x(results["autocast"]["time_ratio"]), where)]
-    for row in results["fft"]:
+    out = []
+    if "autocast" in results:
+        out.append(("fp32 / bf16-autocast ViS4mer step time", _x(results["autocast"]["time_ratio"]), where))
+    for row in results.get("fft", []):
         batch, heads, length = row["shape"]
         out.append((
             f"FFT conv fwd+bwd, n={row['naive']} / n={row['fast']}",
             _x(row["forward_backward_ratio"]),
             f"[B, H, L] = [{batch}, {heads}, {length}]",
         ))
-    cauchy = results["cauchy"]
-    for pair, value in cauchy["forward_backward_ratios"].items():
-        out.append((f"Cauchy fwd+bwd, {pair}", _x(value), f"H={cauchy['shape']['heads']}, L={cauchy['shape']['length']}"))
-    storage = results["storage"]
-    layout = storage["layout"]
-    where = f"{layout['videos']} × [{layout['frames']}·{layout['tokens']}, {layout['dim']}], batch {layout['batch']}"
-    out.append(("fp64 / fp16 HDF5 batch read, cold cache", _x(storage["cold_read_ratio"]), where))
-    out.append(("fp64 / fp16 HDF5 batch read, warm cache", _x(storage["warm_read_ratio"]), where))
-    out.append(("fp64 / fp16 HDF5 file size", _x(storage["file_size_ratio"]), where))
+    if cauchy := results.get("cauchy"):
+        for pair, value in cauchy["forward_backward_ratios"].items():
+            out.append((f"Cauchy fwd+bwd, {pair}", _x(value), f"H={cauchy['shape']['heads']}, L={cauchy['shape']['length']}"))
+    if storage := results.get("storage"):
+        layout = storage["layout"]
+        where = f"{layout['videos']} × [{layout['frames']}·{layout['tokens']}, {layout['dim']}], batch {layout['batch']}"
+        out.append(("fp64 / fp16 HDF5 batch read, cold cache", _x(storage["cold_read_ratio"]), where))
+        out.append(("fp64 / fp16 HDF5 batch read, warm cache", _x(storage["warm_read_ratio"]), where))
+        out.append(("fp64 / fp16 HDF5 file size", _x(storage["file_size_ratio"]), where))
     return out
 
 
@@ -86,12 +89,16 @@ def _floor_rows(floor: dict) -> list[tuple[str, str, str]]:
 
 
 def _extraction_rows(extraction: dict) -> list[tuple[str, str, str]]:
-    vit, head = extraction["vit"], extraction["headline"]
-    out = [(f"{vit['model']} frames/s (roofline {_num(head['vit_roofline_frames_per_s'])})",
-            _num(head["vit_frames_per_s"]), f"{_num(head['vit_fraction_of_roofline'])} of roofline")]
-    for name in ("decord", "torchcodec"):
-        out.append((f"{name} decode at 1 fps, frames/s per core", _num(head.get(f"{name}_frames_per_s_per_core")), "640×360 H.264"))
-    out.append(("decord / torchcodec decode speed", _x(head["decord_over_torchcodec_speed"]), "same files"))
+    """The ViT and the decoders, each when its part ran (--parts)."""
+    head, out = extraction["headline"], []
+    if "vit" in extraction:
+        vit = extraction["vit"]
+        out.append((f"{vit.get('model', 'ViT')} frames/s (roofline {_num(head['vit_roofline_frames_per_s'])})",
+                    _num(head["vit_frames_per_s"]), f"{_num(head['vit_fraction_of_roofline'])} of roofline"))
+    if "decode" in extraction:
+        for name in ("decord", "torchcodec"):
+            out.append((f"{name} decode at 1 fps, frames/s per core", _num(head.get(f"{name}_frames_per_s_per_core")), "640×360 H.264"))
+        out.append(("decord / torchcodec decode speed", _x(head["decord_over_torchcodec_speed"]), "same files"))
     return out
 
 
