@@ -90,6 +90,7 @@ def vit_case(preset: dict, device: str) -> dict:
         "dim": model.embed_dim,
         "fused_attention": bool(getattr(model.blocks[0].attn, "fused_attn", False)),
         "autocast_bf16": autocast,
+        "batch": preset["batch"],
         "frames_per_s": preset["batch"] / timing["min_seconds"],
         **timing,
     }

@@ -9,6 +9,7 @@ that wrote it.
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import sys
 from pathlib import Path
@@ -17,8 +18,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import device_tag, results_dir  # noqa: E402
 
 
-def _load(script: str, preset: str, tag: str) -> dict | None:
-    path = results_dir() / f"{script}_{preset}_{tag}.json"
+def _load(name: str, preset: str, tag: str) -> dict | None:
+    path = results_dir() / f"{name}_{preset}_{tag}.json"
     return json.loads(path.read_text()) if path.exists() else None
 
 
@@ -116,24 +117,58 @@ def _revision_rows(revision: dict) -> list[tuple[str, str, str]]:
     return out
 
 
-# script name (bench_<name>.py, results <name>_<preset>_<tag>.json) -> its rows
+def _training_where(size: dict) -> str:
+    return f"B={size['batch']}, {size['frames']}×{size['tokens']} tokens × {size['dim']}, d_model={size['d_model']}"
+
+
+def _training_rows(training: dict) -> list[tuple[str, str, str]]:
+    """Each run of the training loop (one per feature-cache mode): step time, peak memory, loss."""
+    out, where = [], _training_where(training["size"])
+    for run in training["results"]:
+        name = f"train_model step (feature cache {run['feature_cache']})"
+        if "error" in run:
+            out.append((name, run["error"][:60], where))
+            continue
+        out.append((name, _num(run.get("step_seconds"), " s"), where))
+        out.append((f"train_model peak memory (feature cache {run['feature_cache']})", _num((run.get("peak_mib") or 0) / 1024, " GiB"), where))
+        out.append((f"train_model loss finite over {run['steps']} steps (feature cache {run['feature_cache']})", str(run["loss_finite"]), where))
+    return out
+
+
+def _ddp_rows(ddp: dict) -> list[tuple[str, str, str]]:
+    result = ddp["result"]
+    value = result["error"][:60] if "error" in result else f"loss finite: {result['loss_finite']}, {_num(result.get('wall_seconds'), ' s')}"
+    return [(f"DDP under torchrun, 1 process, {result.get('backend', '?')}", value, _training_where(ddp["size"]))]
+
+
+# results <name>_<preset>_<tag>.json -> (its rows, the script that wrote it, the options it was run with)
 SECTIONS = {
-    "scaling": _scaling_rows,
-    "revision": _revision_rows,
-    "speedups": _speedups_rows,
-    "floor": _floor_rows,
-    "extraction": _extraction_rows,
+    "scaling": (_scaling_rows, "bench_scaling", ""),
+    "revision": (_revision_rows, "bench_revision", ""),
+    "speedups": (_speedups_rows, "bench_speedups", ""),
+    "floor": (_floor_rows, "bench_floor", ""),
+    "extraction": (_extraction_rows, "bench_extraction", ""),
+    "training": (_training_rows, "bench_training", ""),
+    "ddp": (_ddp_rows, "bench_training", " --torchrun"),
 }
+
+
+def _options(script: str, payload: dict) -> str:
+    """The options beyond --preset that wrote `payload`: --against, or --parts when not all ran."""
+    if "against" in payload:
+        return f" --against {payload['against']['revision']}"
+    if "parts" in payload and payload["parts"] != list(importlib.import_module(script).PARTS):
+        return f" --parts {','.join(payload['parts'])}"
+    return ""
 
 
 def rows(preset: str, tag: str) -> list[tuple[str, str, str, str]]:
     """(measurement, value, size, command) rows for whatever JSON exists for this preset and tag;
     the command is the one that wrote the JSON."""
     out = []
-    for script, section in SECTIONS.items():
-        if payload := _load(script, preset, tag):
-            against = f" --against {payload['against']['revision']}" if "against" in payload else ""
-            command = f"`python bench/bench_{script}.py --preset {preset}{against}`"
+    for name, (section, script, options) in SECTIONS.items():
+        if payload := _load(name, preset, tag):
+            command = f"`python bench/{script}.py --preset {preset}{options}{_options(script, payload)}`"
             out += [(*row, command) for row in section(payload)]
     return out
 
