@@ -21,7 +21,8 @@ going on past a failing step:
 
 then prints a table (step, pass/fail/skip, seconds, headline figure) and writes
 <results>/gpu_check_<device tag>.json beside the benchmarks' own JSON (bench/results/ by
-default). Each step has a timeout and the whole check a budget (--budget, 480 s: 8 minutes),
+default), and <log folder>/summary.md, the README's benchmark rows of this device
+(bench/summary.py). --archive packs the logs and this run's results into one .tar.gz. Each step has a timeout and the whole check a budget (--budget, 480 s: 8 minutes),
 so one hang cannot eat the machine's time; a step whose time is gone is skipped, saying so.
 
 --cpu-dry-run runs the same steps on CPU at the tiny presets (in-process cases), skipping
@@ -121,7 +122,8 @@ class Step:
     name: str
     # the command, or a str: the reason the step is skipped
     command: Callable[[Context], list[str] | str]
-    timeout_s: int  # on the GPU; the dry run gets DRY_RUN_TIMEOUT_S
+    expected_s: int  # on an H100/H200, estimated (nothing of it has run on one yet)
+    timeout_s: int  # on the GPU, about twice expected_s; the dry run gets DRY_RUN_TIMEOUT_S
     headline: Callable[[Context, str], str] = lambda ctx, log: ""
     needs_cuda: bool = False
 
@@ -135,6 +137,7 @@ class Outcome:
     reason: str = ""
     returncode: int | None = None
     timeout_s: float | None = None
+    expected_s: float | None = None
     log: str | None = None
 
 
@@ -288,25 +291,26 @@ def _wheels_command(ctx: Context) -> list[str] | str:
     return [ctx.python, "-c", script, str(site), *map(str, wheels)]
 
 
+# Expected seconds on an H100/H200 (estimates: a benchmark case is a fresh process, ~3-4 s to
+# import torch and start CUDA, so the process counts dominate): ~450 s in all, inside BUDGET_S.
 STEPS = [
-    # expected seconds on an H100/H200 in the comments; timeouts about twice that
-    Step("environment", lambda ctx: [ctx.python, "-c", ENVIRONMENT_PROBE], 60, environment_headline),  # ~5 s
-    Step("wheels", _wheels_command, 60, lambda ctx, log: last_line(log, r"installed \d+ of")),  # ~5 s
-    Step("cuda_build", _needs_cuda(lambda ctx: [ctx.python, "-m", "vis4mer.kernels.cauchy_cuda", "--build"]), 180,  # ~40-90 s
+    Step("environment", lambda ctx: [ctx.python, "-c", ENVIRONMENT_PROBE], 5, 60, environment_headline),
+    Step("wheels", _wheels_command, 5, 60, lambda ctx, log: last_line(log, r"installed \d+ of")),
+    Step("cuda_build", _needs_cuda(lambda ctx: [ctx.python, "-m", "vis4mer.kernels.cauchy_cuda", "--build"]), 60, 180,
          lambda ctx, log: last_line(log, r"vis4mer_cauchy (built|was not built)"), needs_cuda=True),
     Step("gpu_tests", _needs_cuda(lambda ctx: [ctx.python, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-m", "gpu", "--timeout=120",
-                                               "tests/test_cauchy_cuda.py", "tests/test_s4.py"]), 120,  # ~20-30 s
+                                               "tests/test_cauchy_cuda.py", "tests/test_s4.py"]), 25, 120,
          lambda ctx, log: last_line(log, r"\d+ (passed|failed|error)"), needs_cuda=True),
-    Step("bench_cauchy", lambda ctx: ctx.bench("bench_cauchy.py"), 150, cauchy_headline),  # ~60-80 s
-    Step("bench_model", lambda ctx: ctx.bench("bench_model.py"), 120, model_headline),  # ~40-60 s
-    Step("bench_floor", lambda ctx: ctx.bench("bench_floor.py"), 90, floor_headline),  # ~30 s
-    Step("bench_scaling", lambda ctx: ctx.bench("bench_scaling.py"), 150, scaling_headline),  # ~60-90 s
-    Step("fft_lengths", lambda ctx: ctx.bench("bench_speedups.py", "--parts", "fft"), 60, fft_headline),  # ~30 s
-    Step("vit_bf16", lambda ctx: ctx.bench("bench_extraction.py", "--parts", "vit"), 60, vit_headline),  # ~15-20 s
-    Step("training", lambda ctx: ctx.bench("bench_training.py", "--data", str(ctx.scratch / "training_data")), 150,  # ~60-80 s
-         training_headline),
-    Step("torchrun_nccl", lambda ctx: ctx.bench("bench_training.py", "--torchrun", "--data", str(ctx.scratch / "training_data")), 90,  # ~20-30 s
-         torchrun_headline),
+    Step("bench_cauchy", lambda ctx: ctx.bench("bench_cauchy.py"), 70, 150, cauchy_headline),  # 9 cases, keops compiles once
+    Step("bench_model", lambda ctx: ctx.bench("bench_model.py"), 50, 120, model_headline),  # 7 cases
+    Step("bench_floor", lambda ctx: ctx.bench("bench_floor.py"), 30, 90, floor_headline),  # 5 cases
+    Step("bench_scaling", lambda ctx: ctx.bench("bench_scaling.py"), 60, 150, scaling_headline),  # 9 cases
+    Step("fft_lengths", lambda ctx: ctx.bench("bench_speedups.py", "--parts", "fft"), 30, 60, fft_headline),  # 6 cases
+    Step("vit_bf16", lambda ctx: ctx.bench("bench_extraction.py", "--parts", "vit"), 20, 60, vit_headline),  # 2 cases
+    Step("training", lambda ctx: ctx.bench("bench_training.py", "--data", str(ctx.scratch / "training_data")), 70, 150,
+         training_headline),  # 2 GB of shards, 2 runs of 30 steps
+    Step("torchrun_nccl", lambda ctx: ctx.bench("bench_training.py", "--torchrun", "--data", str(ctx.scratch / "training_data")),
+         25, 90, torchrun_headline),  # torchrun's start and 5 steps
 ]
 DRY_RUN_TIMEOUT_S = 120
 
@@ -356,7 +360,8 @@ def run_step(step: Step, ctx: Context, deadline: float, failing: set[str]) -> Ou
     if step.name == "environment" and returncode == 0:
         ctx.machine = json.loads(log.strip().splitlines()[-1])
     outcome = Outcome(step.name, PASS if returncode == 0 else FAIL, round(seconds, 1), returncode=returncode,
-                      timeout_s=round(timeout_s), log=str(log_path.relative_to(ctx.log_dir)))
+                      timeout_s=round(timeout_s), expected_s=None if ctx.dry_run else step.expected_s,
+                      log=str(log_path.relative_to(ctx.log_dir)))
     if returncode is None:
         outcome.reason = f"timed out after {timeout_s:.0f} s"
     elif returncode:
@@ -428,6 +433,8 @@ def main(argv: list[str] | None = None) -> int:
     results.mkdir(parents=True, exist_ok=True)
     summary_path = results / f"gpu_check_{ctx.tag}.json"
     summary_path.write_text(json.dumps(summary, indent=2) + "\n")
+    # the README's benchmark table rows of this device, from the JSON just written
+    run_command([ctx.python, str(BENCH / "summary.py"), "--preset", ctx.preset, "--tag", ctx.tag], args.log_dir / "summary.md", env, 60)
     if args.archive:
         written = [p for p in results.iterdir() if p.is_file() and p.stat().st_mtime >= started - 1]
         with tarfile.open(args.archive, "w:gz") as archive:
