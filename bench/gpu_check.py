@@ -7,6 +7,8 @@ going on past a failing step:
 
     environment     GPU name, memory, driver, torch/CUDA versions
     wheels          the missing wheels of .whl/ installed into a scratch folder
+    keops           the Cauchy sum through pykeops on the GPU vs the torch reference (when it
+                    fails, the benchmarks run without keops)
     cuda_build      the CUDA Cauchy extension (python -m vis4mer.kernels.cauchy_cuda --build)
     gpu_tests       the @gpu tests: extension vs float64 forward and both gradients, odd L, S4 layer
     bench_cauchy    \\
@@ -76,12 +78,35 @@ if torch.cuda.is_available():
     smi = run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"])
     info["driver"] = smi.splitlines()[0] if smi else None
 nvcc = run(["nvcc", "--version"])
-info["nvcc"] = nvcc.splitlines()[-1] if nvcc else None
+info["nvcc"] = next((line for line in nvcc.splitlines() if "release" in line), nvcc) if nvcc else None
 try:
     info["dev_shm_free_gib"] = round(shutil.disk_usage("/dev/shm").free / 2**30, 1)
 except OSError:
     info["dev_shm_free_gib"] = None
 print(json.dumps(info))
+"""
+
+# The keops step: the Cauchy sum through pykeops on the GPU, forward and both gradients against
+# the torch reference (compiling the three formulas the benchmarks use, once for all of them).
+KEOPS_PROBE = r"""
+import math, time
+import torch
+import pykeops
+from vis4mer.kernels import cauchy_conj, select_cauchy_backend
+
+start, dev = time.perf_counter(), torch.device("cuda")
+torch.manual_seed(0)
+v = torch.randn(4, 8, 32, dtype=torch.complex64, device=dev, requires_grad=True)
+w = ((1.001 + torch.rand(8, 32, device=dev)) * torch.exp(2j * math.pi * torch.rand(8, 32, device=dev))).to(torch.complex64).requires_grad_()
+z = torch.exp(-2j * math.pi * torch.arange(51, device=dev) / 100).to(torch.complex64)
+outputs = {}
+for name in ("keops", "torch"):
+    r = cauchy_conj(v, z, w, select_cauchy_backend(name, dev, torch.complex64))
+    outputs[name] = (r, *torch.autograd.grad(r.real.sum() + r.imag.sum(), (v, w)))
+error = max(float((a - b).detach().norm() / b.detach().norm()) for a, b in zip(outputs["keops"], outputs["torch"]))
+print(f"pykeops {pykeops.__version__} on cuda: forward and both gradients within {error:.1e} of the torch reference, "
+      f"{time.perf_counter() - start:.0f} s with its compile")
+assert error < 1e-4, error
 """
 
 
@@ -97,6 +122,8 @@ class Context:
     wheels: Path
     env: dict[str, str]
     machine: dict = field(default_factory=dict)
+    step_started: float = 0.0  # time.time() at the start of the running step
+    site_packages: str | None = None  # where the wheels step installs (on PYTHONPATH from then on)
 
     @property
     def preset(self) -> str:
@@ -112,9 +139,12 @@ class Context:
         return [self.python, str(BENCH / script), *args, *extra]
 
     def result(self, name: str) -> dict | None:
-        """The JSON a bench script wrote for this preset and device, or None."""
+        """The JSON a bench script wrote for this preset and device during the running step, or
+        None (an older file, e.g. of an earlier check, is not this step's result)."""
         path = self.results / f"{name}_{self.preset}_{self.tag}.json"
-        return json.loads(path.read_text()) if path.exists() else None
+        if not path.exists() or path.stat().st_mtime < self.step_started - 1:
+            return None
+        return json.loads(path.read_text())
 
 
 @dataclass
@@ -125,7 +155,8 @@ class Step:
     expected_s: int  # on an H100/H200, estimated (nothing of it has run on one yet)
     timeout_s: int  # on the GPU, about twice expected_s; the dry run gets DRY_RUN_TIMEOUT_S
     headline: Callable[[Context, str], str] = lambda ctx, log: ""
-    needs_cuda: bool = False
+    # outside the dry run, every other step is skipped when the environment step saw no CUDA device
+    without_cuda: bool = False
 
 
 @dataclass
@@ -287,21 +318,24 @@ def _wheels_command(ctx: Context) -> list[str] | str:
         "                    '--no-cache-dir', '--target', site, *missing], check=True)\n"
         "print(f'installed {len(missing)} of {len(wheels)} wheels into {site}')\n"
     )
+    ctx.site_packages = str(site)
     ctx.env["PYTHONPATH"] = os.pathsep.join([str(REPO / "lib"), str(site), *filter(None, [os.environ.get("PYTHONPATH")])])
     return [ctx.python, "-c", script, str(site), *map(str, wheels)]
 
 
 # Expected seconds on an H100/H200 (estimates: a benchmark case is a fresh process, ~3-4 s to
-# import torch and start CUDA, so the process counts dominate): ~450 s in all, inside BUDGET_S.
+# import torch and start CUDA, so the process counts dominate): ~460 s in all, inside BUDGET_S.
 STEPS = [
-    Step("environment", lambda ctx: [ctx.python, "-c", ENVIRONMENT_PROBE], 5, 60, environment_headline),
-    Step("wheels", _wheels_command, 5, 60, lambda ctx, log: last_line(log, r"installed \d+ of")),
+    Step("environment", lambda ctx: [ctx.python, "-c", ENVIRONMENT_PROBE], 5, 60, environment_headline, without_cuda=True),
+    Step("wheels", _wheels_command, 5, 60, lambda ctx, log: last_line(log, r"installed \d+ of"), without_cuda=True),
+    Step("keops", lambda ctx: "keops on CPU: bench_cauchy and bench_model run it" if ctx.dry_run else [ctx.python, "-c", KEOPS_PROBE],
+         30, 120, lambda ctx, log: last_line(log, r"^pykeops .* on cuda")),
     Step("cuda_build", _needs_cuda(lambda ctx: [ctx.python, "-m", "vis4mer.kernels.cauchy_cuda", "--build"]), 60, 180,
-         lambda ctx, log: last_line(log, r"vis4mer_cauchy (built|was not built)"), needs_cuda=True),
+         lambda ctx, log: last_line(log, r"vis4mer_cauchy (built|was not built)")),
     Step("gpu_tests", _needs_cuda(lambda ctx: [ctx.python, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-m", "gpu", "--timeout=120",
                                                "tests/test_cauchy_cuda.py", "tests/test_s4.py"]), 25, 120,
-         lambda ctx, log: last_line(log, r"\d+ (passed|failed|error)"), needs_cuda=True),
-    Step("bench_cauchy", lambda ctx: ctx.bench("bench_cauchy.py"), 70, 150, cauchy_headline),  # 9 cases, keops compiles once
+         lambda ctx, log: last_line(log, r"\d+ (passed|failed|error)")),
+    Step("bench_cauchy", lambda ctx: ctx.bench("bench_cauchy.py"), 50, 150, cauchy_headline),  # 9 cases (keops compiled already)
     Step("bench_model", lambda ctx: ctx.bench("bench_model.py"), 50, 120, model_headline),  # 7 cases
     Step("bench_floor", lambda ctx: ctx.bench("bench_floor.py"), 30, 90, floor_headline),  # 5 cases
     Step("bench_scaling", lambda ctx: ctx.bench("bench_scaling.py"), 60, 150, scaling_headline),  # 9 cases
@@ -344,8 +378,8 @@ def run_command(command: list[str], log_path: Path, env: dict[str, str], timeout
 
 
 def run_step(step: Step, ctx: Context, deadline: float, failing: set[str]) -> Outcome:
-    if step.needs_cuda and not ctx.dry_run and not ctx.machine.get("cuda_available"):
-        return Outcome(step.name, SKIP, reason="no CUDA device visible (environment step)")
+    if not (step.without_cuda or ctx.dry_run or ctx.machine.get("cuda_available")):
+        return Outcome(step.name, SKIP, reason="no CUDA device visible (environment step); --cpu-dry-run runs the steps on CPU")
     command = step.command(ctx)
     if isinstance(command, str):
         return Outcome(step.name, SKIP, reason=command)
@@ -355,10 +389,11 @@ def run_step(step: Step, ctx: Context, deadline: float, failing: set[str]) -> Ou
     if timeout_s < 5:
         return Outcome(step.name, SKIP, reason="the check's time budget is spent")
     log_path = ctx.log_dir / f"{step.name}.log"
+    ctx.step_started = time.time()
     returncode, seconds = run_command(command, log_path, ctx.env, timeout_s)
     log = log_path.read_text(errors="replace")
     if step.name == "environment" and returncode == 0:
-        ctx.machine = json.loads(log.strip().splitlines()[-1])
+        ctx.machine = json.loads(next(line for line in reversed(log.splitlines()) if line.startswith("{")))
     outcome = Outcome(step.name, PASS if returncode == 0 else FAIL, round(seconds, 1), returncode=returncode,
                       timeout_s=round(timeout_s), expected_s=None if ctx.dry_run else step.expected_s,
                       log=str(log_path.relative_to(ctx.log_dir)))
@@ -412,10 +447,16 @@ def main(argv: list[str] | None = None) -> int:
             outcome = run_step(step, ctx, deadline, failing)
             outcomes.append(outcome)
             print(f"== {step.name}: {outcome.status} in {outcome.seconds:.1f} s {outcome.reason}".rstrip(), flush=True)
-            if step.name == "environment" and outcome.status == PASS and not args.cpu_dry_run and not ctx.machine.get("cuda_available"):
-                print("== no CUDA device is visible: the CUDA steps are skipped (for a check on CPU use --cpu-dry-run)", flush=True)
+            if outcome.status == FAIL and outcome.log:  # the reply of a remote run may carry only this output
+                tail = (args.log_dir / outcome.log).read_text(errors="replace").splitlines()[-8:]
+                print("\n".join(f"   | {line[:200]}" for line in tail), flush=True)
             if step.name == "cuda_build" and outcome.status == FAIL:
                 env["VIS4MER_EXT_NO_BUILD"] = "1"  # the benchmarks fall back at once instead of each retrying the build
+            if step.name == "keops" and outcome.status == FAIL and ctx.site_packages:
+                # the wheels' folder holds only pykeops and keopscore: without it the benchmarks
+                # leave keops out instead of failing a case per process on it
+                env["PYTHONPATH"] = os.pathsep.join(p for p in env["PYTHONPATH"].split(os.pathsep) if p != ctx.site_packages)
+                outcome.reason += "; the benchmarks run without keops"
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 

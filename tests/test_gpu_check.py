@@ -54,9 +54,10 @@ def test_dry_run_runs_every_step_or_says_why_not(dry_run):
     assert summary["gpu_check"] == "cpu-dry-run" and summary["device"] == "cpu" and summary["machine"]["device_tag"] == "cpu"
     for name in ("cuda_build", "gpu_tests"):
         assert steps[name]["status"] == "skip" and steps[name]["reason"] == "needs CUDA (dry run on CPU)"
+    assert steps["keops"]["status"] == "skip" and "bench_cauchy and bench_model run it" in steps["keops"]["reason"]
     assert steps["wheels"]["status"] == "skip" and "make gpu-wheels" in steps["wheels"]["reason"]
     ran = [name for name, step in steps.items() if step["status"] != "skip"]
-    assert ran == ["environment", *BENCH_JSON]
+    assert ran == ["environment", *BENCH_JSON]  # keops: run by bench_cauchy and bench_model on CPU
     for name in ran:
         assert (tmp / "logs" / steps[name]["log"]).read_text().startswith("$ ")  # its output kept
     results = tmp / "logs" / "results"
@@ -118,12 +119,14 @@ def test_the_budget_skips_a_step_it_cannot_fit(tmp_path):
     assert outcome.status == "skip" and outcome.reason == "the check's time budget is spent"
 
 
-def test_cuda_steps_are_skipped_without_a_device(tmp_path):
-    build = next(step for step in gpu_check.STEPS if step.name == "cuda_build")
+def test_without_a_device_only_the_environment_and_wheels_steps_run(tmp_path):
+    """Outside the dry run, no CUDA device: nothing runs at LVU size on the CPU."""
     ctx = _context(tmp_path, dry_run=False)
     ctx.machine = {"cuda_available": False}
-    outcome = gpu_check.run_step(build, ctx, deadline=time.monotonic() + 100, failing=set())
-    assert outcome.status == "skip" and "no CUDA device visible" in outcome.reason
+    for step in gpu_check.STEPS[2:]:
+        outcome = gpu_check.run_step(step, ctx, deadline=time.monotonic() + 100, failing=set())
+        assert outcome.status == "skip" and "no CUDA device visible" in outcome.reason, step.name
+    assert [step.name for step in gpu_check.STEPS if step.without_cuda] == ["environment", "wheels"]
 
 
 def test_wheels_already_present_are_not_installed(tmp_path):
@@ -139,3 +142,54 @@ def test_wheels_already_present_are_not_installed(tmp_path):
     assert outcome.headline == f"installed 0 of 1 wheels into {tmp_path / 'site'}"
     assert f"numpy {numpy.__version__}: present" in (tmp_path / "wheels.log").read_text()
     assert str(tmp_path / "site") in ctx.env["PYTHONPATH"].split(os.pathsep)  # the later steps see what it installs
+
+
+def test_the_training_step_finds_the_feature_cache_option_at_run_time(monkeypatch, tmp_path):
+    """bench_training runs with the feature cache once RunOptions carries `feature_cache`
+    (runtime.feature_cache), and without it on a tree that has none: no edit either way."""
+    from dataclasses import dataclass
+
+    import vis4mer.training as training
+
+    bench_training = importlib.import_module("bench_training")
+    lvu, tiny = bench_training.PRESETS["lvu"], bench_training.PRESETS["tiny"]
+
+    @dataclass
+    class WithCache:
+        device: str = "auto"
+        num_workers: int = 0
+        eval_batch_size: int = 32
+        progress: bool = True
+        feature_cache: str = "none"
+
+    @dataclass
+    class WithoutCache:
+        device: str = "auto"
+        num_workers: int = 0
+        eval_batch_size: int = 32
+        progress: bool = True
+
+    monkeypatch.setattr(training, "RunOptions", WithCache)
+    assert bench_training.feature_cache_carrier() is WithCache
+    assert bench_training.cache_modes(lvu, "cuda") == ["none", "gpu"]
+    assert bench_training.cache_modes(lvu, "cpu") == ["none"]  # the gpu cache needs CUDA
+    assert bench_training.cache_modes(tiny, "cpu") == ["none", "ram"]
+    kwargs = bench_training._run_kwargs(tiny, [], tmp_path, "cpu", 1, "ram", 0)
+    assert kwargs["options"].feature_cache == "ram" and kwargs["settings"].batch_size == tiny["batch"]
+
+    monkeypatch.setattr(training, "RunOptions", WithoutCache)
+    assert bench_training.feature_cache_carrier() is None
+    assert bench_training.cache_modes(lvu, "cuda") == ["none"]
+    assert not hasattr(bench_training._run_kwargs(tiny, [], tmp_path, "cpu", 1, "none", 0)["options"], "feature_cache")
+
+
+def test_a_headline_never_reads_an_older_json(tmp_path):
+    """A step that failed must not quote the JSON an earlier check left in the results folder."""
+    ctx = _context(tmp_path)
+    ctx.machine = {"device_tag": "cpu"}
+    path = tmp_path / "floor_tiny_cpu.json"
+    path.write_text(json.dumps({"measured_over_floor": {"fp32": 2.0}}))
+    ctx.step_started = time.time()
+    assert gpu_check.floor_headline(ctx, "") == "measured / floor: fp32 2×"
+    os.utime(path, (time.time() - 60, time.time() - 60))
+    assert ctx.result("floor") is None and gpu_check.floor_headline(ctx, "") == "no JSON"
