@@ -24,8 +24,9 @@ going on past a failing step:
 then prints a table (step, pass/fail/skip, seconds, headline figure) and writes
 <results>/gpu_check_<device tag>.json beside the benchmarks' own JSON (bench/results/ by
 default), and <log folder>/summary.md, the README's benchmark rows of this device
-(bench/summary.py). --archive packs the logs and this run's results into one .tar.gz. Each step has a timeout and the whole check a budget (--budget, 480 s: 8 minutes),
-so one hang cannot eat the machine's time; a step whose time is gone is skipped, saying so.
+(bench/summary.py); --archive packs the logs and this run's results into one .tar.gz.
+Each step has a timeout and the whole check a budget (--budget, 480 s: 8 minutes), so one
+hang cannot eat the machine's time; a step whose time is gone is skipped, saying so.
 
 --cpu-dry-run runs the same steps on CPU at the tiny presets (in-process cases), skipping
 what needs CUDA with the reason, with the results in <log folder>/results unless
