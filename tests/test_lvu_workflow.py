@@ -62,6 +62,7 @@ def test_dry_run_on_the_real_lvu_splits_plans_shard_jobs_for_all_nine_tasks(work
     assert job_counts(result.stdout + result.stderr) == {
         "splits": 9, "download": shards, "frames": shards, "features": shards,
         "train": 27, "evaluate": 27, "confusion_plot": 21, "aggregate": 1,
+        "fetch_weights": 1,  # the backbone's public weights, fetched once before the first features job
     }
     print(f"planning took {seconds:.0f} s")  # a figure for README, not a pass condition: timing belongs in bench/
 

@@ -13,7 +13,7 @@ from vis4mer.config import ConfigError, check_config, dataset_recipe, model_sett
 from vis4mer.recipe import ITEMS, RECIPES, Recipe
 
 REPO = Path(__file__).resolve().parents[1]
-SWIN = {"features": {"family": "swin", "backbone": "swin_test_patch244_window877"}, "frames": {"size": 64}}
+SWIN = {"features": {"family": "swin", "backbone": "swin_test_patch244_window877", "weights": "random"}, "frames": {"size": 64}}
 BREAKFAST = {"source": "breakfast", "video_dir": "videos", "tasks": {"activity": {"type": "classification"}}, **SWIN}
 LVU = {"source": "lvu", "split_dir": "lvu_1.0", "tasks": {"genre": {"type": "classification"}}}
 

@@ -115,9 +115,10 @@ def config_errors(config: Mapping[str, Any]) -> Iterator[str]:
         yield from recipes.config_errors(name, settings, models)
     for name, spec in models.items():
         options = model_options(spec["arch"])
+        settable = [option for option in options if option not in recipes.MODEL_ARGUMENTS.values()]  # the rest: the recipe's
         for key in spec["kwargs"]:
             if key not in options:
-                yield f"models.{name}.kwargs.{key}: model {spec['arch']!r} takes no argument {key!r} (it takes: {', '.join(options)})"
+                yield f"models.{name}.kwargs.{key}: model {spec['arch']!r} takes no argument {key!r} (it takes: {', '.join(settable)})"
 
 
 def _download_errors(name: str, download: Mapping[str, Any]) -> Iterator[str]:

@@ -2,9 +2,10 @@
 
 Everything about the input side comes from the checkpoint (nothing is re-typed by the
 user): frames are decoded as the pipeline decoded them (:func:`vis4mer.frames.decode_video`
-at the recorded frame rate, size and decoder), features are extracted by the same backbone
-(timm name, img_size, and weights: the seeded random network of ``random-seed<N>``, or the
-checkpoint file whose sha256 is the recorded weights id), and the windows are scored
+at the recorded frame rate, size, decoder and resize), features are extracted by the same
+backbone (timm name, img_size, the recorded pixel normalisation, and weights: the seeded random
+network of ``random-seed<N>``, or the checkpoint file whose sha256 is the recorded weights id),
+and the windows are scored
 exactly as evaluation scores them (:func:`vis4mer.evaluation.predict_videos` over an
 in-memory feature store: :func:`vis4mer.windows.window_starts`, end padding, summed
 softmax or mean through :func:`vis4mer.evaluation.aggregate_windows`).
@@ -78,6 +79,8 @@ class InferenceSpec:
     fps: float
     frame_size: int
     decoder: str
+    resize: str  # vis4mer.frames.RESIZE_MODES, as the features' frames were resized
+    normalise: str  # vis4mer.features.NORMALISE_MODES, as the features' pixels reached the backbone
     window_frames: int
     tokens: str
     n_tokens: int
@@ -134,6 +137,9 @@ class InferenceSpec:
             weights=weights, backbone_checkpoint=str(checkpoint["features"].get("checkpoint") or ""),
             weights_sha256=str(checkpoint["features"].get("weights_sha256") or ""),
             img_size=int(img_size) or None, fps=fps, frame_size=frame_size, decoder=decoder,
+            # features made before the recipe recorded these were cropped and normalised
+            resize=str(checkpoint["features"].get("resize") or "crop"),
+            normalise=str(checkpoint["features"].get("normalise") or "backbone"),
             window_frames=window_frames, tokens=tokens, n_tokens=n_tokens, dim=dim,
             eval_stride_frames=int(stride) if stride else None, label_column=label_column, label_transform=label_transform,
         )
@@ -303,7 +309,7 @@ class Predictor:
                 f"{spec.backbone} at img_size {spec.img_size} expects {tuple(input_size)} frames, "
                 f"but frames are {spec.frame_size}x{spec.frame_size} (frames.size)"
             )
-        encoder = FrameEncoder(model, batch_size, self.device)
+        encoder = FrameEncoder(model, batch_size, self.device, normalise=spec.normalise)
         probe = encoder(np.zeros((1, spec.frame_size, spec.frame_size, 3), dtype=np.uint8))
         if tuple(probe.shape[1:]) != (spec.n_tokens, spec.dim):
             raise BackboneError(
@@ -334,7 +340,7 @@ class Predictor:
         check_video_file(path)
         spec = self.spec
         try:
-            frames, _native_fps, _n_native = decode_video(path, spec.fps, spec.frame_size, spec.decoder)
+            frames, _native_fps, _n_native = decode_video(path, spec.fps, spec.frame_size, spec.decoder, resize=spec.resize)
         except Exception as error:
             raise VideoError(f"{spec.decoder} could not decode {path}: {type(error).__name__}: {error}") from error
         if len(frames) == 0:
@@ -367,7 +373,7 @@ class Predictor:
         stream = WindowedStream(self.model, spec.window_frames, self.stride, spec.task_type)
         every = max(1, round(every_seconds * spec.fps)) if every_seconds else 0
         running: list[dict[str, Any]] = []
-        chunks = iter_video_chunks(path, spec.fps, spec.frame_size, spec.decoder)
+        chunks = iter_video_chunks(path, spec.fps, spec.frame_size, spec.decoder, resize=spec.resize)
         with self._frames_bar(str(path), None) as bar:
             for chunk in _decoding(chunks, path, spec.decoder):
                 features = self._encode(chunk, bar)  # float16 [n, tokens, dim]

@@ -60,7 +60,9 @@ ITEMS: dict[str, tuple[str, str]] = {
 }
 # the reference code's Breakfast/COIN epoch (run_breakfast.py, run_coin.py): every video once
 FAMILY_CHOICES = {("paper", "swin", "epoch_draws"): "videos"}
-MODEL_ITEMS = ("block_dropout", "ssm_eigenvalues")  # for the model arch vis4mer only
+# the items that are ViS4mer keyword arguments (model arch vis4mer only): item -> argument
+MODEL_ARGUMENTS = {"block_dropout": "block_dropout", "ssm_eigenvalues": "shared_eigenvalues"}
+MODEL_ITEMS = tuple(MODEL_ARGUMENTS)
 
 
 def _applies(item: str, family: str, kind: str) -> bool:
@@ -177,6 +179,6 @@ def config_errors(name: str, settings: Mapping[str, Any], models: Mapping[str, A
                "takes frames over the whole file: remove one of them")
     for model in settings["models"]:
         spec = models.get(model)
-        for item, argument in (("block_dropout", "block_dropout"), ("ssm_eigenvalues", "shared_eigenvalues")):
+        for item, argument in MODEL_ARGUMENTS.items():
             if spec is not None and argument in spec.get("kwargs", {}):
                 yield f"models.{model}.kwargs.{argument}: chosen per dataset by the recipe; set {key}.recipe_items.{item} instead"
