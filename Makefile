@@ -5,7 +5,7 @@ PY := .venv/bin/python
 SNAKEMAKE := .venv/bin/snakemake
 PYTEST_TIMEOUT := 600
 
-.PHONY: setup test demo bench bench-gpu lint cuda clean
+.PHONY: setup test demo bench bench-gpu gpu-check gpu-wheels lint cuda clean
 
 setup:
 	bash scripts/setup.sh
@@ -23,6 +23,16 @@ bench: setup
 
 bench-gpu: setup
 	$(PY) bench/run_gpu.py
+
+# The prepared GPU check (issue 18): on a GPU machine without a package index, with its own
+# python3 (or PYTHON=...) and PYTHONPATH=lib, so no `setup`; at most 8 minutes on an H100/H200.
+# ARGS=--cpu-dry-run runs the same steps at tiny sizes on CPU.
+gpu-check:
+	bench/gpu_check.sh $(ARGS)
+
+# The wheels gpu-check installs there (.whl/, ignored by git, travels with the working tree).
+gpu-wheels: setup
+	bench/gpu_wheels.sh
 
 lint: setup
 	$(SNAKEMAKE) --lint

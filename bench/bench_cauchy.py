@@ -21,6 +21,8 @@ from common import fastest, isolated, parse_args, plot_bars, time_repeated, writ
 
 LVU_LAYERS = [(1024, 11820), (512, 5910), (256, 2955)]
 PRESETS = {
+    # 3 layers x 3 backends (torch, keops, cuda) = 9 processes, ~4 s each to start, ms-scale
+    # sums; keops compiles its formulas once (~20-40 s): ~60-80 s on an H100/H200
     "lvu": dict(layers=LVU_LAYERS, d_state=64, warmup=2, repeats=5),
     "cpu": dict(layers=[(h // 4, length // 4) for h, length in LVU_LAYERS], d_state=64, warmup=1, repeats=3),
     "tiny": dict(layers=[(4, 64)], d_state=8, warmup=0, repeats=1),

@@ -8,8 +8,9 @@ device's matmul roofline, and video decoding frames per second per core, decord 
           resized/cropped to 224 by vis4mer.frames.decode_video, decord vs torchcodec, one
           thread (torch and the decoder), on the same files.
 
-    python bench/bench_extraction.py --preset lvu   # batch 64, 4 videos (GPU)
+    python bench/bench_extraction.py --preset lvu   # batch 256, 4 videos (GPU)
     python bench/bench_extraction.py --preset cpu   # batch 2, two batches; 2 videos
+    python bench/bench_extraction.py --preset lvu --parts vit   # the ViT alone (no decoders needed)
 """
 
 from __future__ import annotations
@@ -24,13 +25,16 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import matmul_rate, parse_args, plot_bars, ratio, side_by_side, time_repeated, write_json  # noqa: E402
+from common import matmul_rate, parse_args, parts_argument, plot_bars, ratio, side_by_side, time_repeated, write_json  # noqa: E402
 
+PARTS = ("vit", "decode")
 DECODERS = ("decord", "torchcodec")
 VIDEO = dict(width=640, height=360, fps=30, seconds=20, sample_fps=1.0, size=224)
 PRESETS = {
+    # vit on an H100/H200: ~3000-5000 frames/s, so 7 batches of 256 are ~0.5 s, plus the
+    # GEMM and two process starts: ~15 s for --parts vit
     "lvu": dict(
-        vit=dict(model="vit_large_patch16_224", img_size=224, batch=64, warmup=2, repeats=5),
+        vit=dict(model="vit_large_patch16_224", img_size=224, batch=256, warmup=2, repeats=5),
         gemm=dict(n=16384, repeats=10), decode=dict(VIDEO, videos=4, rounds=1), rounds=1,
     ),
     "cpu": dict(
@@ -86,6 +90,7 @@ def vit_case(preset: dict, device: str) -> dict:
         "dim": model.embed_dim,
         "fused_attention": bool(getattr(model.blocks[0].attn, "fused_attn", False)),
         "autocast_bf16": autocast,
+        "batch": preset["batch"],
         "frames_per_s": preset["batch"] / timing["min_seconds"],
         **timing,
     }
@@ -159,10 +164,10 @@ def measure_decode(preset: dict) -> dict:
     }
 
 
-def main(argv: list[str] | None = None) -> dict:
-    args, preset = parse_args(__doc__, PRESETS, argv)
-    dtype = "bfloat16" if args.device.startswith("cuda") else "float32"
-    cases = {"gemm": (matmul_rate, args.device, dtype, preset["gemm"]["n"], preset["gemm"]["repeats"]), "vit": (vit_case, preset["vit"], args.device)}
+def measure_vit(preset: dict, device: str) -> tuple[dict, dict]:
+    """(the GEMM rate, the ViT's frames/s with its FLOPs and roofline): bf16 on CUDA, fp32 on CPU."""
+    dtype = "bfloat16" if device.startswith("cuda") else "float32"
+    cases = {"gemm": (matmul_rate, device, dtype, preset["gemm"]["n"], preset["gemm"]["repeats"]), "vit": (vit_case, preset["vit"], device)}
     gemm, vit = side_by_side(cases, preset["rounds"]).values()
     flops = vit_flops_per_frame(vit.get("depth", 0), vit.get("dim", 0), preset["vit"]["img_size"]) if "depth" in vit else None
     roofline = gemm["flop_per_s"] / flops if flops and "flop_per_s" in gemm else None
@@ -172,30 +177,36 @@ def main(argv: list[str] | None = None) -> dict:
         "fraction_of_roofline": ratio(vit.get("frames_per_s"), roofline),
     }
     print("gemm", gemm, "vit", vit_result, sep="\n", flush=True)
-    decode = measure_decode(preset["decode"])
-    print("decode", decode, flush=True)
-    payload = {
-        "preset": args.preset,
-        "device": args.device,
-        "matmul": gemm,
-        "vit": vit_result,
-        "decode": decode,
-        "headline": {
+    return gemm, vit_result
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args, preset = parse_args(__doc__, PRESETS, argv, parts_argument(PARTS))
+    payload = {"preset": args.preset, "device": args.device, "parts": args.parts}
+    headline, panels = {}, []
+    if "vit" in args.parts:
+        gemm, vit = measure_vit(preset, args.device)
+        payload |= {"matmul": gemm, "vit": vit}
+        headline |= {
             "vit_frames_per_s": vit.get("frames_per_s"),
-            "vit_roofline_frames_per_s": roofline,
-            "vit_fraction_of_roofline": vit_result["fraction_of_roofline"],
+            "vit_roofline_frames_per_s": vit["roofline_frames_per_s"],
+            "vit_fraction_of_roofline": vit["fraction_of_roofline"],
+        }
+        panels.append(dict(title=f"{preset['vit']['model']} ({gemm.get('dtype', '?')})", xlabel="frames / s",
+                           bars={"measured": vit.get("frames_per_s"), "matmul roofline": vit["roofline_frames_per_s"]}))
+    if "decode" in args.parts:
+        decode = measure_decode(preset["decode"])
+        print("decode", decode, flush=True)
+        payload["decode"] = decode
+        headline |= {
             **{f"{name}_frames_per_s_per_core": r.get("sampled_frames_per_s") for name, r in decode["decoders"].items()},
             "decord_over_torchcodec_speed": decode["decord_over_torchcodec_speed"],
-        },
-    }
+        }
+        panels.append(dict(title="decode at 1 fps, one core", xlabel="sampled frames / s",
+                           bars={name: r.get("sampled_frames_per_s") for name, r in decode["decoders"].items()}))
+    payload["headline"] = headline
     name = f"extraction_{args.preset}"
     path = write_json(name, payload)
-    panels = [
-        dict(title=f"{preset['vit']['model']} ({dtype})", xlabel="frames / s",
-             bars={"measured": vit.get("frames_per_s"), "matmul roofline": roofline}),
-        dict(title="decode at 1 fps, one core", xlabel="sampled frames / s",
-             bars={name: r.get("sampled_frames_per_s") for name, r in decode["decoders"].items()}),
-    ]
     print(f"wrote {path} and {plot_bars(name, panels, f'Feature extraction ({args.device}, preset {args.preset})')}")
     return payload
 

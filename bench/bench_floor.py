@@ -32,6 +32,7 @@ FLOAT = 4  # bytes per fp32 value
 COMPLEX = 8  # bytes per complex64 value
 N_CLASSES = 10
 PRESETS = {
+    # 5 processes (GEMM fp32 and bf16, copy, the step in fp32 and bf16), ~4 s each to start: ~30 s on an H100/H200
     "lvu": dict(
         step=dict(batch=16, d_input=1024, d_model=1024, n_layers=3, d_state=64, length=11820, warmup=2, repeats=5),
         gemm=dict(fp32=8192, bf16=16384, repeats=10), copy=dict(mib=2048, repeats=10), rounds=1,

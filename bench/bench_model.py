@@ -17,6 +17,8 @@ from common import fastest, isolated, parse_args, plot_bars, time_repeated, writ
 
 PRESETS = {
     "cpu": dict(batch=2, d_input=256, d_model=256, length=2048, n_layers=3, warmup=1, repeats=3),
+    # 7 processes (S4 layer and ViS4mer per backend, the Transformer), ~4 s each to start,
+    # 7 steps of ~0.05-2 s each: ~40-60 s on an H100/H200
     "lvu": dict(batch=16, d_input=1024, d_model=1024, length=11820, n_layers=3, warmup=2, repeats=5),
     "tiny": dict(batch=1, d_input=16, d_model=16, length=64, n_layers=2, warmup=0, repeats=1),
 }

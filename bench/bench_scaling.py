@@ -2,7 +2,7 @@
 AdamW step) and peak memory of `vis4mer.ViS4mer` and `vis4mer.TransformerBaseline` (same
 width and depth), side by side at each length L, and their ratios.
 
-    python bench/bench_scaling.py --preset lvu   # B=16, d_model=1024, L = 1k .. 11820 (GPU)
+    python bench/bench_scaling.py --preset lvu   # B=16, d_model=1024, L = 2048, 4096, 11820 (GPU)
     python bench/bench_scaling.py --preset cpu   # B=2, d_model=128, L = 256 .. 4096
 
 Two Transformers: with SDPA as PyTorch picks it (flash or memory-efficient attention, memory
@@ -36,7 +36,9 @@ SERIES = {
 BASELINES = {"transformer": "", "transformer_lxl": "_lxl"}
 MEMORY_KEYS = {"memory_ratio": "peak_extra_mib", "allocated_memory_ratio": "allocated_extra_mib"}
 PRESETS = {
-    "lvu": dict(batch=16, d_input=1024, d_model=1024, n_layers=3, lengths=[1024, 2048, 4096, 8192, 11820], warmup=2, repeats=5, rounds=1,
+    # three L values (9 processes, ~4 s each to start, steps of ~0.05-2 s; the L×L Transformer
+    # is expected to run out of memory at 11820): ~60-90 s on an H100/H200
+    "lvu": dict(batch=16, d_input=1024, d_model=1024, n_layers=3, lengths=[2048, 4096, 11820], warmup=2, repeats=5, rounds=1,
                 series=["vis4mer", "transformer", "transformer_lxl"]),
     # on CPU "auto" is the torch Cauchy reference, whose chunked [H, L_chunk, N/2] temporaries
     # are a fixed part of the step's memory at these sizes; the keops series shows the step without them

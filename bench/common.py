@@ -438,6 +438,23 @@ def set_threads(threads: int) -> None:
     torch.set_num_threads(threads)
 
 
+def parts_argument(parts: tuple[str, ...]):
+    """An add_arguments for parse_args: --parts, a comma-separated subset of `parts` to run
+    (default: all of them), e.g. only what a machine without video decoders can run."""
+
+    def parse(text: str) -> list[str]:
+        chosen = [part.strip() for part in text.split(",") if part.strip()]
+        unknown = sorted(set(chosen) - set(parts))
+        if unknown or not chosen:
+            raise argparse.ArgumentTypeError(f"--parts takes a comma-separated subset of {', '.join(parts)}; got {text!r}")
+        return [part for part in parts if part in chosen]
+
+    def add(parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("--parts", type=parse, default=list(parts), help=f"comma-separated subset of {','.join(parts)} (default: all)")
+
+    return add
+
+
 def parse_args(doc: str, presets: dict, argv: list[str] | None = None, add_arguments=None) -> tuple[argparse.Namespace, dict]:
     """--preset (default cpu), --device (default cuda when available), --threads and --inline,
     and whatever add_arguments(parser) adds; returns (args, the preset's dict).

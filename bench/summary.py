@@ -9,6 +9,7 @@ that wrote it.
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import sys
 from pathlib import Path
@@ -17,8 +18,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import device_tag, results_dir  # noqa: E402
 
 
-def _load(script: str, preset: str, tag: str) -> dict | None:
-    path = results_dir() / f"{script}_{preset}_{tag}.json"
+def _load(name: str, preset: str, tag: str) -> dict | None:
+    path = results_dir() / f"{name}_{preset}_{tag}.json"
     return json.loads(path.read_text()) if path.exists() else None
 
 
@@ -54,25 +55,28 @@ def _scaling_rows(scaling: dict) -> list[tuple[str, str, str]]:
 
 
 def _speedups_rows(speedups: dict) -> list[tuple[str, str, str]]:
+    """The ratios of the parts that ran (--parts)."""
     results, step = speedups["results"], speedups["size"]["step"]
     where = f"B={step['batch']}, d_model={step['d_model']}, L={step['length']}"
-    out = [("fp32 / bf16-autocast ViS4mer step time", _x(results["autocast"]["time_ratio"]), where)]
-    for row in results["fft"]:
+    out = []
+    if "autocast" in results:
+        out.append(("fp32 / bf16-autocast ViS4mer step time", _x(results["autocast"]["time_ratio"]), where))
+    for row in results.get("fft", []):
         batch, heads, length = row["shape"]
         out.append((
             f"FFT conv fwd+bwd, n={row['naive']} / n={row['fast']}",
             _x(row["forward_backward_ratio"]),
             f"[B, H, L] = [{batch}, {heads}, {length}]",
         ))
-    cauchy = results["cauchy"]
-    for pair, value in cauchy["forward_backward_ratios"].items():
-        out.append((f"Cauchy fwd+bwd, {pair}", _x(value), f"H={cauchy['shape']['heads']}, L={cauchy['shape']['length']}"))
-    storage = results["storage"]
-    layout = storage["layout"]
-    where = f"{layout['videos']} × [{layout['frames']}·{layout['tokens']}, {layout['dim']}], batch {layout['batch']}"
-    out.append(("fp64 / fp16 HDF5 batch read, cold cache", _x(storage["cold_read_ratio"]), where))
-    out.append(("fp64 / fp16 HDF5 batch read, warm cache", _x(storage["warm_read_ratio"]), where))
-    out.append(("fp64 / fp16 HDF5 file size", _x(storage["file_size_ratio"]), where))
+    if cauchy := results.get("cauchy"):
+        for pair, value in cauchy["forward_backward_ratios"].items():
+            out.append((f"Cauchy fwd+bwd, {pair}", _x(value), f"H={cauchy['shape']['heads']}, L={cauchy['shape']['length']}"))
+    if storage := results.get("storage"):
+        layout = storage["layout"]
+        where = f"{layout['videos']} × [{layout['frames']}·{layout['tokens']}, {layout['dim']}], batch {layout['batch']}"
+        out.append(("fp64 / fp16 HDF5 batch read, cold cache", _x(storage["cold_read_ratio"]), where))
+        out.append(("fp64 / fp16 HDF5 batch read, warm cache", _x(storage["warm_read_ratio"]), where))
+        out.append(("fp64 / fp16 HDF5 file size", _x(storage["file_size_ratio"]), where))
     return out
 
 
@@ -86,12 +90,16 @@ def _floor_rows(floor: dict) -> list[tuple[str, str, str]]:
 
 
 def _extraction_rows(extraction: dict) -> list[tuple[str, str, str]]:
-    vit, head = extraction["vit"], extraction["headline"]
-    out = [(f"{vit['model']} frames/s (roofline {_num(head['vit_roofline_frames_per_s'])})",
-            _num(head["vit_frames_per_s"]), f"{_num(head['vit_fraction_of_roofline'])} of roofline")]
-    for name in ("decord", "torchcodec"):
-        out.append((f"{name} decode at 1 fps, frames/s per core", _num(head.get(f"{name}_frames_per_s_per_core")), "640×360 H.264"))
-    out.append(("decord / torchcodec decode speed", _x(head["decord_over_torchcodec_speed"]), "same files"))
+    """The ViT and the decoders, each when its part ran (--parts)."""
+    head, out = extraction["headline"], []
+    if "vit" in extraction:
+        vit = extraction["vit"]
+        out.append((f"{vit.get('model', 'ViT')} frames/s (roofline {_num(head['vit_roofline_frames_per_s'])})",
+                    _num(head["vit_frames_per_s"]), f"{_num(head['vit_fraction_of_roofline'])} of roofline"))
+    if "decode" in extraction:
+        for name in ("decord", "torchcodec"):
+            out.append((f"{name} decode at 1 fps, frames/s per core", _num(head.get(f"{name}_frames_per_s_per_core")), "640×360 H.264"))
+        out.append(("decord / torchcodec decode speed", _x(head["decord_over_torchcodec_speed"]), "same files"))
     return out
 
 
@@ -123,25 +131,59 @@ def _input_rows(payload: dict) -> list[tuple[str, str, str]]:
     return out
 
 
-# script name (bench_<name>.py, results <name>_<preset>_<tag>.json) -> its rows
+def _training_where(size: dict) -> str:
+    return f"B={size['batch']}, {size['frames']}×{size['tokens']} tokens × {size['dim']}, d_model={size['d_model']}"
+
+
+def _training_rows(training: dict) -> list[tuple[str, str, str]]:
+    """Each run of the training loop (one per feature-cache mode): step time, peak memory, loss."""
+    out, where = [], _training_where(training["size"])
+    for run in training["results"]:
+        name = f"train_model step (feature cache {run['feature_cache']})"
+        if "error" in run:
+            out.append((name, run["error"][:60], where))
+            continue
+        out.append((name, _num(run.get("step_seconds"), " s"), where))
+        out.append((f"train_model peak memory (feature cache {run['feature_cache']})", _num((run.get("peak_mib") or 0) / 1024, " GiB"), where))
+        out.append((f"train_model loss finite over {run['steps']} steps (feature cache {run['feature_cache']})", str(run["loss_finite"]), where))
+    return out
+
+
+def _ddp_rows(ddp: dict) -> list[tuple[str, str, str]]:
+    result = ddp["result"]
+    value = result["error"][:60] if "error" in result else f"loss finite: {result['loss_finite']}, {_num(result.get('wall_seconds'), ' s')}"
+    return [(f"DDP under torchrun, 1 process, {result.get('backend', '?')}", value, _training_where(ddp["size"]))]
+
+
+# results <name>_<preset>_<tag>.json -> (its rows, the script that wrote it, the options it was run with)
 SECTIONS = {
-    "scaling": _scaling_rows,
-    "revision": _revision_rows,
-    "speedups": _speedups_rows,
-    "floor": _floor_rows,
-    "extraction": _extraction_rows,
-    "input": _input_rows,
+    "scaling": (_scaling_rows, "bench_scaling", ""),
+    "revision": (_revision_rows, "bench_revision", ""),
+    "speedups": (_speedups_rows, "bench_speedups", ""),
+    "floor": (_floor_rows, "bench_floor", ""),
+    "extraction": (_extraction_rows, "bench_extraction", ""),
+    "training": (_training_rows, "bench_training", ""),
+    "ddp": (_ddp_rows, "bench_training", " --torchrun"),
+    "input": (_input_rows, "bench_input", ""),
 }
+
+
+def _options(script: str, payload: dict) -> str:
+    """The options beyond --preset that wrote `payload`: --against, or --parts when not all ran."""
+    if "against" in payload:
+        return f" --against {payload['against']['revision']}"
+    if "parts" in payload and payload["parts"] != list(importlib.import_module(script).PARTS):
+        return f" --parts {','.join(payload['parts'])}"
+    return ""
 
 
 def rows(preset: str, tag: str) -> list[tuple[str, str, str, str]]:
     """(measurement, value, size, command) rows for whatever JSON exists for this preset and tag;
     the command is the one that wrote the JSON."""
     out = []
-    for script, section in SECTIONS.items():
-        if payload := _load(script, preset, tag):
-            against = f" --against {payload['against']['revision']}" if "against" in payload else ""
-            command = f"`python bench/bench_{script}.py --preset {preset}{against}`"
+    for name, (section, script, options) in SECTIONS.items():
+        if payload := _load(name, preset, tag):
+            command = f"`python bench/{script}.py --preset {preset}{options}{_options(script, payload)}`"
             out += [(*row, command) for row in section(payload)]
     return out
 

@@ -296,6 +296,16 @@ def test_load_not_built_then_builds(fake_cuda_torch):
     assert cc.backward(None, None, None, None) == ("gv", "gw")
 
 
+def test_no_build_env_loads_only_a_cached_build(monkeypatch, fake_cuda_torch):
+    """VIS4MER_EXT_NO_BUILD: a caller whose build failed keeps every later process from compiling."""
+    monkeypatch.setenv("VIS4MER_EXT_NO_BUILD", "1")
+    assert cc.load() == (None, "not built (run `make cuda`)")
+    assert fake_cuda_torch.calls == []
+    fake_cuda_torch.directory.mkdir()
+    (fake_cuda_torch.directory / "vis4mer_cauchy.so").write_bytes(b"")
+    assert cc.load()[0] is fake_cuda_torch.module  # an existing build still loads
+
+
 def test_load_uses_cached_build(fake_cuda_torch):
     fake_cuda_torch.directory.mkdir()
     (fake_cuda_torch.directory / "vis4mer_cauchy.so").write_bytes(b"")

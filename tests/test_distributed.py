@@ -79,6 +79,33 @@ def test_context_outside_a_process_group():
     assert ctx.device("cpu") == torch.device("cpu")
 
 
+def test_a_process_group_of_one_is_the_ddp_path(tmp_path):
+    """torchrun on one GPU: one rank in a process group still runs DDP (wrapped model,
+    sharded sampler, collectives), so the multi-GPU path can be checked on one device."""
+    from torch.nn.parallel import DistributedDataParallel
+
+    from vis4mer.distributed import wrap_model
+
+    torch_dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'rendezvous'}", rank=0, world_size=1)
+    try:
+        ctx = DistContext.current()
+        assert (ctx.rank, ctx.world_size, ctx.distributed) == (0, 1, True)
+        assert isinstance(wrap_model(torch.nn.Linear(2, 2), torch.device("cpu"), ctx), DistributedDataParallel)
+        assert ctx.all_reduce_sum(2.5) == 2.5 and ctx.gather("a") == ["a"]
+    finally:
+        torch_dist.destroy_process_group()
+
+
+@pytest.mark.slow
+def test_one_process_under_torchrun_matches_a_plain_run(tmp_path, capfd):
+    shards, splits, _ = separable_dataset(tmp_path)
+    single = train_model(**_kwargs(tmp_path, shards, splits, "plain", 3))
+    ddp = train_with_torchrun(1, **_kwargs(tmp_path, shards, splits, "ddp", 3))
+    assert "rank 0 of 1 joined the process group (backend gloo)" in capfd.readouterr().err
+    _assert_logs_close(single.log, ddp.log)
+    assert ddp.best_epoch == single.best_epoch
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("batch_size", [4, 3, 1])
 def test_two_processes_match_one(tmp_path, batch_size):

@@ -52,11 +52,12 @@ from vis4mer.devices import resolve_device
 
 @dataclass(frozen=True)
 class DistContext:
-    """Where this process sits in the run (rank 0 of 1 when not distributed)."""
+    """Where this process sits in the run (rank 0 of 1 outside a process group)."""
 
     rank: int = 0
     world_size: int = 1
     local_rank: int = 0
+    in_process_group: bool = False
 
     @property
     def is_main(self) -> bool:
@@ -64,20 +65,22 @@ class DistContext:
 
     @property
     def distributed(self) -> bool:
-        return self.world_size > 1
+        """Inside an initialised process group: the DDP path (also for a group of one process,
+        e.g. torchrun on one GPU, so the path runs end to end with NCCL on a single device)."""
+        return self.in_process_group
 
     @classmethod
     def current(cls) -> DistContext:
         if dist.is_available() and dist.is_initialized():
             rank = dist.get_rank()
-            return cls(rank, dist.get_world_size(), int(os.environ.get("LOCAL_RANK", rank)))
+            return cls(rank, dist.get_world_size(), int(os.environ.get("LOCAL_RANK", rank)), in_process_group=True)
         return cls()
 
     def device(self, setting: str) -> torch.device:
         """The device of this rank for the ``device`` setting (auto | cpu | cuda | cuda:N)."""
         return resolve_device(setting, self.local_rank if self.distributed else None)
 
-    # -- collectives (no-ops in one process)
+    # -- collectives (no-ops outside a process group)
     def all_reduce_sum(self, value: float | int) -> float:
         if not self.distributed:
             return value

@@ -99,13 +99,16 @@ def train_with_torchrun(
 ):
     """Run :func:`vis4mer.training.train_model` in `nproc` DDP processes under torchrun.
 
+    `nproc` = 1 is a real DDP run too (one process group of one rank: the model DDP-wrapped,
+    the sharded sampler, the collectives; NCCL on a GPU), which checks the multi-GPU path on
+    a machine with one device; it gives the single-process result.
     Blocks until they finish and returns rank 0's :class:`vis4mer.training.TrainResult`.
     A :class:`vis4mer.training.NonFiniteLossError` of the workers is raised again here.
     `pass_fds` (e.g. the GPU lease's lock descriptors) stay open in torchrun, so the
     devices stay leased as long as it lives; torchrun gets SIGTERM if this process dies.
     """
-    if nproc < 2:
-        raise ValueError(f"train_with_torchrun needs at least 2 processes, got {nproc}")
+    if nproc < 1:
+        raise ValueError(f"train_with_torchrun needs at least 1 process, got {nproc}")
     with tempfile.TemporaryDirectory(prefix="vis4mer-ddp-") as scratch:
         spec_path = write_spec(Path(scratch) / "spec.json", **train_kwargs)
         result_path, error_path = Path(scratch) / "result.json", Path(scratch) / "error.json"
@@ -141,6 +144,7 @@ def worker_main(argv: Sequence[str]) -> int:
         torch.cuda.set_device(local_rank)
     dist.init_process_group("nccl" if use_nccl else "gloo", timeout=COLLECTIVE_TIMEOUT)
     ctx = DistContext.current()
+    logger.info("rank %d of %d joined the process group (backend %s)", ctx.rank, ctx.world_size, dist.get_backend())
     torch.set_num_threads(int(os.environ.get("VIS4MER_THREADS_PER_RANK", "1")))
     if not ctx.is_main:  # one copy of the run's log, from rank 0
         logging.getLogger("vis4mer").setLevel(logging.WARNING)

@@ -12,6 +12,10 @@ It is built just in time with ``torch.utils.cpp_extension.load`` on first use an
 so a change to the sources (or flags) builds into a new directory. ``make cuda`` runs
 ``python -m vis4mer.kernels.cauchy_cuda --build`` to build it ahead of time.
 
+With ``$VIS4MER_EXT_NO_BUILD`` set (to anything but empty), ``load()`` only loads a cached
+build and never compiles: a caller whose build already failed (``bench/gpu_check.py``) sets
+it so that each benchmark process falls back at once instead of retrying the compile.
+
 ``load()`` never raises: without a GPU, with a CPU build of torch or when the build fails it
 returns ``(None, reason)``, and the caller (the autograd Function in ``cauchy.py``) falls back
 to another backend. ``forward`` / ``backward`` are thin wrappers over the compiled functions.
@@ -47,6 +51,7 @@ EXTRA_CUDA_CFLAGS = ["-O3"]
 REASON_NO_DEVICE = "no CUDA device visible"
 REASON_CPU_TORCH = "torch is a CPU build (torch.version.cuda is None)"
 REASON_NOT_BUILT = "not built (run `make cuda`)"
+NO_BUILD_ENV = "VIS4MER_EXT_NO_BUILD"
 
 # (module, reason) once final; "not built" is not memoized, so a later load() may build.
 _result: tuple[ModuleType | None, str] | None = None
@@ -138,7 +143,7 @@ def _load_uncached(build_if_missing: bool, verbose: bool) -> tuple[tuple[ModuleT
     if missing:
         return (None, f"CUDA sources not found: {', '.join(missing)} (needs a source checkout)"), True
     directory = build_directory()
-    if not build_if_missing and not _has_built_library(directory):
+    if (not build_if_missing or os.environ.get(NO_BUILD_ENV)) and not _has_built_library(directory):
         return (None, REASON_NOT_BUILT), False
     try:
         # With a library already there, ninja finds it up to date and this only imports it.
