@@ -11,7 +11,7 @@ setup:
 	bash scripts/setup.sh
 
 test: setup
-	$(PY) -m pytest -q --timeout=$(PYTEST_TIMEOUT)
+	$(PY) -m pytest -q -n 2 --dist loadfile --timeout=$(PYTEST_TIMEOUT)
 
 # the run, then its report (results, curves, confusion matrices, what was run) in one HTML file
 demo: setup

@@ -122,8 +122,11 @@ def test_no_gpu_is_a_no_op_logged_once(tmp_path, caplog):
 # ----------------------------------------------------------------------------- processes
 
 
-def _hold(lease_dir, devices, n, hold_s, record, timeout_s=60.0):
-    """Worker: lease n devices, hold them hold_s, append (devices, start, end) to `record`."""
+def _hold(lease_dir, devices, n, hold_s, record, timeout_s=60.0, start_together=None):
+    """Worker: lease n devices, hold them hold_s, append (devices, start, end) to `record`;
+    with a barrier `start_together`, ask for the lease only once every worker has started."""
+    if start_together is not None:
+        start_together.wait(60)
     lease = acquire(n, devices, lease_dir, timeout_s=timeout_s, poll_s=0.02, prefix="t")
     start = time.monotonic()
     time.sleep(hold_s)
@@ -155,8 +158,10 @@ def test_concurrent_jobs_never_share_a_device(tmp_path):
     """8 jobs of 1 GPU and 2 jobs of 2 GPUs on 3 devices, all started at once."""
     record = tmp_path / "record.jsonl"
     devices = ["0", "1", "2"]
-    jobs = [(1, 0.15)] * 8 + [(2, 0.2)] * 2
-    processes = [CTX.Process(target=_hold, args=(tmp_path / "leases", devices, n, hold, record)) for n, hold in jobs]
+    jobs = [(1, 0.4)] * 8 + [(2, 0.5)] * 2
+    # a loaded machine starts processes slowly: they ask for their leases at once, after a barrier
+    barrier = CTX.Barrier(len(jobs))
+    processes = [CTX.Process(target=_hold, args=(tmp_path / "leases", devices, n, hold, record, 60.0, barrier)) for n, hold in jobs]
     for process in processes:
         process.start()
     for process in processes:

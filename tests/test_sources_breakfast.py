@@ -95,7 +95,7 @@ def test_breakfast_dataset_files_known_when_planned_and_missing_with_reason(brea
     info = source.summary_info()
     assert info["paper"] == {"activity": {"value": 88.17, "metric": "accuracy", "unit": "%", "source": f"{sources.PAPER} (breakfast)"}}
     assert info["notes"]["validation"]["strategy"] == "test" and "frame_unit" not in info  # ViT features: a frame is a frame
-    swin = breakfast_source(breakfast_archive, frames={"size": 64}, features={"family": "swin", "backbone": "swin_test_patch244_window877"})
+    swin = breakfast_source(breakfast_archive, frames={"size": 64}, features={"family": "swin", "backbone": "swin_test_patch244_window877", "weights": "random"})
     assert swin.summary_info()["frame_unit"].startswith("segment of 32 frames")
 
 

@@ -26,15 +26,13 @@ from vis4mer.compat import import_timm
 from vis4mer.shards import open_shard
 timm = import_timm()
 model = timm.create_model({backbone!r}, pretrained=True, num_classes=0, img_size={size}).eval()  # timm's own hub loading
-cfg = timm.data.resolve_model_data_config(model)
-mean, std = torch.tensor(cfg["mean"]).view(1, 3, 1, 1), torch.tensor(cfg["std"]).view(1, 3, 1, 1)
 out = {{}}
 for path in sys.argv[1:]:
     with open_shard(path) as frames:
         for video_id in frames["videos"]:
             x = torch.from_numpy(frames["videos"][video_id][()]).permute(0, 3, 1, 2).float() / 255
             with torch.no_grad():
-                out[video_id] = model.forward_features((x - mean) / std).numpy().astype(np.float16).tolist()
+                out[video_id] = model.forward_features(x).numpy().astype(np.float16).tolist()  # recipe paper: no mean/std
 print(json.dumps(out))
 """
 
@@ -69,6 +67,7 @@ def test_pretrained_features_offline_equal_a_direct_timm_forward(tmp_path, monke
     for shard_path in shards:
         with open_shard(work / shard_path) as shard:
             assert shard.attrs["weights"] == record["identity"] and shard.attrs["weights_sha256"] == info["sha256"]
+            assert shard.attrs["normalise"] == "none"  # recipe paper: what DIRECT feeds the backbone
             for video_id in shard["videos"]:
                 tokens = np.asarray(expected[video_id], dtype=np.float16)
                 np.testing.assert_allclose(shard["videos"][video_id][()], tokens, rtol=0, atol=2e-3)

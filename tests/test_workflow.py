@@ -105,7 +105,8 @@ def test_local_dataset_shards_follow_its_split_files(workdir, tmp_path):
     result = snakemake(workdir, "-n", "--configfile", str(path))
     assert result.returncode == 0, result.stderr[-3000:]
     counts = job_counts(result.stdout + result.stderr)
-    assert counts == {"frames": 3, "features": 3, "train": 2, "evaluate": 2, "confusion_plot": 1, "aggregate": 1, "all": 1}
+    assert counts == {"frames": 3, "features": 3, "train": 2, "evaluate": 2, "confusion_plot": 1, "aggregate": 1, "all": 1,
+                      "fetch_weights": 1}  # pretrained weights (the default), fetched once before features
     assert "vid08.mkv" in result.stdout  # videos are inputs of their shard's frames job...
     assert "vid09." not in result.stdout  # ...except the missing one (the frames stage records it as skipped)
     # a missing split file is reported clearly
