@@ -60,9 +60,10 @@ fi
 
 PIP=("$VENV/bin/python" -m pip install)
 # torch first, on its own: a resolve that sees torch unpinned pulls the CUDA build.
-# base.txt is used as a constraints file here only to pin numpy.
-log "installing torch and numpy"
-"${PIP[@]}" -c requirements/constraints.txt -c requirements/base.txt torch==2.13.0 numpy
+# numpy at base.txt's pin (base.txt itself cannot be a constraints file: it names extras).
+numpy_pin=$(grep -E '^numpy==' requirements/base.txt)
+log "installing torch and $numpy_pin"
+"${PIP[@]}" -c requirements/constraints.txt torch==2.13.0 "$numpy_pin"
 log "installing pinned requirements (requirements/base.txt)"
 "${PIP[@]}" -c requirements/constraints.txt -r requirements/base.txt
 log "installing vis4mer (editable)"
